@@ -1,0 +1,101 @@
+"""``python -m dnc``: compose the Hydra config, instantiate everything, run the search.
+
+This is the only module that sees a ``DictConfig``; everything inward takes typed objects.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+def _fail(message: str) -> None:
+    print(f"dnc: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def build(cfg: DictConfig) -> Any:
+    """Instantiate the search described by ``cfg`` (raises ``UserError`` on bad settings)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from dnc.plugins import CostEvaluator, Dataset, SearchSpace, UserError, check_plugin
+    from dnc.search.pipeline import Search, SearchSettings, StageSpec
+    from dnc.search.samplers import BOSettings
+    from dnc.tracking.console import SearchConsole
+    from dnc.tracking.mlflow_tracker import NullTracker, Tracker
+    from dnc.train.trainer import TrainerSettings
+
+    def make(node: DictConfig, contract: type, what: str) -> Any:
+        try:
+            obj = instantiate(node, _convert_="all")
+        except InstantiationException as err:
+            cause = err.__cause__
+            if isinstance(cause, UserError):
+                raise cause from None
+            detail = str(cause or err).strip().splitlines()[-1]
+            raise UserError(f"{what}: cannot instantiate {node.get('_target_')!r}: {detail}") from err
+        check_plugin(obj, contract, what)
+        return obj
+
+    space = make(cfg.search_space, SearchSpace, "search_space")
+    dataset = make(cfg.dataset, Dataset, "dataset")
+    cost = make(cfg.cost, CostEvaluator, "cost")
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    assert isinstance(trainer_cfg, dict)
+    trainer_cfg["lr_cuts"] = tuple(trainer_cfg.get("lr_cuts", ()))
+    try:
+        trainer = TrainerSettings(**trainer_cfg)
+    except TypeError as err:
+        raise UserError(f"trainer: {err}") from err
+    search = cfg.search
+    stages = tuple(
+        StageSpec(name=str(st.name), kind=str(st.get("kind", "bo")),
+                  groups=tuple(st.get("groups", ("core",))), trials=int(st.get("trials", 0)))
+        for st in search.stages
+    )
+    settings = SearchSettings(
+        name=str(search.name), wc=search.wc, stages=stages, sampler=str(search.sampler),
+        bo=BOSettings(**OmegaConf.to_container(search.bo, resolve=True)),  # type: ignore[arg-type]
+        num_best=int(search.num_best), seed=int(cfg.seed),
+        max_failures_in_a_row=int(search.max_failures_in_a_row),
+        storage_url=str(cfg.storage.url), heartbeat_interval=int(cfg.storage.heartbeat_interval),
+        grace_period=int(cfg.storage.grace_period),
+    )
+    uri = cfg.tracking.uri
+    tracker = Tracker(str(uri), str(cfg.tracking.experiment)) if uri else NullTracker()
+    output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+    return Search(settings, space=space, dataset=dataset, cost=cost, trainer=trainer,
+                  tracker=tracker, console=SearchConsole(), output_dir=output_dir)
+
+
+@hydra.main(config_path="pkg://dnc.conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from dnc.plugins import UserError
+
+    import warnings
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    for noisy in ("mlflow", "alembic", "botorch", "linear_operator"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        build(cfg).run()
+    except UserError as err:
+        _fail(str(err))
+    except OmegaConfBaseException as err:  # e.g. a mandatory value (???) left unset
+        _fail(str(err).splitlines()[0] + "; set it on the command line (key=value)")
+    except KeyboardInterrupt:
+        _fail("interrupted; run the same command again to resume the search")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""The samplers a stage may use, by name (``search.sampler``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from dnc.plugins import SearchSpace, UserError
+
+
+@dataclass(frozen=True)
+class BOSettings:
+    """Budgets of a model-based stage (DESIGN §3) and the ramp-BO options."""
+
+    prior_states: int = 15
+    steps: int = 15
+    explore: int = 1000
+    fit_kernel: bool = False
+
+    def __post_init__(self) -> None:
+        if self.prior_states < 1 or self.steps < 0 or self.explore < 1:
+            raise UserError(
+                "search.bo: prior_states and explore must be >= 1 and steps >= 0 "
+                f"(got {self.prior_states}, {self.explore}, {self.steps})"
+            )
+
+    @property
+    def trials(self) -> int:
+        return self.prior_states + self.steps
+
+
+@dataclass(frozen=True)
+class SamplerContext:
+    """What a sampler factory may use: the space, the stage's groups and the held values."""
+
+    space: SearchSpace
+    groups: tuple[str, ...]
+    base: Mapping[str, Any]
+    bo: BOSettings
+    seed: int
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+SamplerFactory = Callable[[SamplerContext], optuna.samplers.BaseSampler]
+
+
+def _tpe(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.TPESampler(seed=ctx.seed, n_startup_trials=ctx.bo.prior_states)
+
+
+def _random(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=ctx.seed)
+
+
+def _gp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.GPSampler(seed=ctx.seed, n_startup_trials=ctx.bo.prior_states)
+
+
+SAMPLERS: dict[str, SamplerFactory] = {"tpe": _tpe, "random": _random, "gp": _gp}
+
+
+def make_sampler(name: str, ctx: SamplerContext) -> optuna.samplers.BaseSampler:
+    """The sampler called ``name`` for a stage; ``UserError`` for an unknown name."""
+    try:
+        factory = SAMPLERS[name]
+    except KeyError:
+        raise UserError(f"search.sampler={name!r}: choose one of {', '.join(sorted(SAMPLERS))}") from None
+    return factory(ctx)

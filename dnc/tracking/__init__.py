@@ -1,0 +1,1 @@
+"""MLflow logging of searches and trials, the live console view, and reports."""
