@@ -87,6 +87,16 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def make_adam(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """Adam, fused where PyTorch has a fused kernel for the parameters (CPU and CUDA float
+    tensors): about half the optimiser time of the per-tensor loop on a small MLP."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, ValueError, TypeError):
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, foreach=True)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -128,7 +138,7 @@ def train(
     model = model.to(device)
     xtr, ytr = data.xtr.to(device), data.ytr.to(device)
     xva, yva = data.xva.to(device), data.yva.to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = make_adam(model, lr=lr, weight_decay=weight_decay)
     milestones = sorted({max(1, round(c * settings.epochs)) for c in settings.lr_cuts})
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones, gamma=settings.lr_cut_factor)
     loss_fn = nn.CrossEntropyLoss()
