@@ -1,0 +1,186 @@
+"""Contract tests shipped with dnc: a plugin's test case mixes one in and supplies fixtures.
+
+Example (a third-party search space's tests)::
+
+    from dnc.testing import SearchSpaceContract
+
+    class TestMySpace(SearchSpaceContract):
+        def make_space(self):
+            return MySpace()
+        data_spec = DataSpec(input_shape=(1, 8, 8), num_classes=10)
+
+pytest collects the ``test_*`` methods of the mixin for every subclass.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+import torch
+
+from dnc.plugins import (
+    CostEvaluator,
+    Dataset,
+    DataSpec,
+    DefaultSuggest,
+    SearchSpace,
+    TensorData,
+    UserError,
+)
+from dnc.search.suggest import TrialSuggest, UniformSuggest
+
+
+class SearchSpaceContract:
+    """What every search space must do. Supply ``make_space()`` and ``data_spec``."""
+
+    data_spec: DataSpec = DataSpec(input_shape=(1, 8, 8), num_classes=10)
+    n_samples: int = 20
+
+    def make_space(self) -> SearchSpace:
+        raise NotImplementedError
+
+    def _uniform_candidates(self, space: SearchSpace, n: int, seed: int = 0) -> list[dict[str, Any]]:
+        rng = random.Random(seed)
+        return [space.sample(UniformSuggest(rng.random)) for _ in range(n)]
+
+    def test_is_a_search_space(self) -> None:
+        space = self.make_space()
+        assert isinstance(space, SearchSpace)
+        assert space.name, "a search space needs a name"
+
+    def test_default_candidate_builds_and_runs(self) -> None:
+        space = self.make_space()
+        cand = space.sample(DefaultSuggest())
+        self._forward_backward(space, cand)
+        self._forward_backward(space, space.reference_candidate())
+
+    def test_candidates_have_training_hyperparameters(self) -> None:
+        space = self.make_space()
+        for cand in self._uniform_candidates(space, self.n_samples):
+            assert cand["lr"] > 0 and cand["weight_decay"] >= 0 and int(cand["batch_size"]) >= 1
+
+    def test_sampled_candidates_build_and_run(self) -> None:
+        space = self.make_space()
+        for cand in self._uniform_candidates(space, self.n_samples):
+            self._forward_backward(space, cand)
+
+    def test_extremes_build(self) -> None:
+        space = self.make_space()
+        for u in (0.0, 0.999999):
+            self._forward_backward(space, space.sample(UniformSuggest(lambda u=u: u)))
+
+    def test_sampling_through_optuna_is_define_by_run(self) -> None:
+        space = self.make_space()
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(5):
+            trial = study.ask()
+            cand = space.sample(TrialSuggest(trial))
+            # every suggested value is part of the candidate
+            for name, value in trial.params.items():
+                assert name in cand, f"{name} was suggested but is missing from the candidate"
+            study.tell(trial, 0.0)
+
+    def test_held_groups_keep_base_values(self) -> None:
+        space = self.make_space()
+        base = self._uniform_candidates(space, 1, seed=1)[0]
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        trial = study.ask()
+        suggest = TrialSuggest(trial, active=("train",), base=base)
+        cand = space.sample(suggest)
+        for name in suggest.fixed:
+            assert cand[name] == base[name], f"{name} was held but changed"
+
+    def test_grid_variants_build(self) -> None:
+        space = self.make_space()
+        base = space.reference_candidate()
+        for sub in space.grid_substages():
+            variants = space.grid(sub, base)
+            assert variants, f"grid sub-stage {sub} offers no variant"
+            for cand in variants:
+                self._forward_backward(space, cand)
+
+    def test_unknown_grid_substage_is_a_user_error(self) -> None:
+        space = self.make_space()
+        try:
+            space.grid("no-such-substage", space.reference_candidate())
+        except UserError:
+            return
+        raise AssertionError("an unknown grid sub-stage must raise UserError")
+
+    def _forward_backward(self, space: SearchSpace, cand: Mapping[str, Any]) -> None:
+        model = space.build(cand, self.data_spec)
+        x = torch.randn(3, *self.data_spec.input_shape)
+        out = model(x)
+        assert out.shape == (3, self.data_spec.num_classes)
+        out.sum().backward()
+        assert all(math.isfinite(float(p.grad.abs().sum())) for p in model.parameters()
+                   if p.grad is not None)
+
+
+class CostEvaluatorContract:
+    """What every cost evaluator must do. Supply ``make_cost()``, ``model``, ``candidate`` and
+    ``data_spec`` (the figures come from ``measure`` plus ``t_epoch`` / ``numparams``)."""
+
+    data_spec: DataSpec = DataSpec(input_shape=(1, 8, 8), num_classes=10)
+
+    def make_cost(self) -> CostEvaluator:
+        raise NotImplementedError
+
+    def make_model_and_candidate(self) -> tuple[torch.nn.Module, dict[str, Any]]:
+        raise NotImplementedError
+
+    def _figures(self, cost: CostEvaluator) -> dict[str, float]:
+        model, cand = self.make_model_and_candidate()
+        figures = {"t_epoch": 0.01, "numparams": float(sum(p.numel() for p in model.parameters())),
+                   "best_val_acc": 90.0, "epochs_run": 1.0}
+        figures.update(cost.measure(model, cand, self.data_spec))
+        cost.calibrate(figures)
+        return figures
+
+    def test_is_a_cost_evaluator(self) -> None:
+        cost = self.make_cost()
+        assert isinstance(cost, CostEvaluator) and cost.name
+
+    def test_complexity_is_a_non_negative_number(self) -> None:
+        cost = self.make_cost()
+        fc = cost.complexity(self._figures(cost))
+        assert isinstance(fc, float) and fc >= 0 and not math.isnan(fc)
+
+    def test_figures_are_json_numbers(self) -> None:
+        import json
+
+        cost = self.make_cost()
+        figures = self._figures(cost)
+        json.dumps(figures)
+        assert all(isinstance(v, (int, float)) for v in figures.values())
+
+    def test_settings_rebuild_the_same_complexity(self) -> None:
+        cost = self.make_cost()
+        figures = self._figures(cost)
+        again = type(cost)(**cost.settings())
+        assert again.complexity(figures) == cost.complexity(figures)
+
+
+class DatasetContract:
+    """What every dataset must do. Supply ``make_dataset()``."""
+
+    def make_dataset(self) -> Dataset:
+        raise NotImplementedError
+
+    def test_loads_tensor_data(self) -> None:
+        data = self.make_dataset().load(seed=0)
+        assert isinstance(data, TensorData)
+        for x, y in ((data.xtr, data.ytr), (data.xva, data.yva), (data.xte, data.yte)):
+            assert x.dtype == torch.float32 and y.dtype == torch.int64
+            assert len(x) == len(y) > 0
+            assert x.shape[1:] == data.xtr.shape[1:]
+            assert int(y.min()) >= 0 and int(y.max()) < data.num_classes
+
+    def test_validation_split_is_fixed_by_the_seed(self) -> None:
+        ds = self.make_dataset()
+        a, b = ds.load(seed=3), ds.load(seed=3)
+        assert torch.equal(a.yva, b.yva) and torch.equal(a.xva, b.xva)

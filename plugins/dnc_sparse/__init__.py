@@ -1,0 +1,1 @@
+"""Built-in dnc plugin dnc_sparse (in progress)."""
