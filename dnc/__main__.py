@@ -5,6 +5,7 @@ This is the only module that sees a ``DictConfig``; everything inward takes type
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 from typing import Any
@@ -75,8 +76,42 @@ def build(cfg: DictConfig) -> Any:
                   tracker=tracker, console=SearchConsole(), output_dir=output_dir)
 
 
+class _HeldStderr(io.StringIO):
+    """Holds what Hydra writes to stderr while it composes the config, so that a composition
+    error (unknown group option, bad override) can be told in one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.real = sys.stderr
+
+    def release(self) -> None:
+        if sys.stderr is self:
+            sys.stderr = self.real
+            self.real.write(self.getvalue())
+
+
+def _one_line(hydra_error: str) -> str:
+    parts: list[str] = []
+    listing = False  # inside "Available options in 'group':" followed by one option a line
+    for line in hydra_error.splitlines():
+        text = line.strip()
+        if not text or text.startswith(("Set the environment variable HYDRA_FULL_ERROR",
+                                         "full_key:", "object_type=")):
+            continue
+        if text.startswith("Config search path"):
+            break
+        if listing and line.startswith(("\t", "  ")):
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + text
+            continue
+        listing = text.endswith(":")
+        parts.append(text.rstrip("."))
+    return "; ".join(parts)
+
+
 @hydra.main(config_path="pkg://dnc.conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    if isinstance(sys.stderr, _HeldStderr):
+        sys.stderr.release()
     from dnc.plugins import UserError
 
     import warnings
@@ -97,5 +132,23 @@ def main(cfg: DictConfig) -> None:
         _fail("interrupted; run the same command again to resume the search")
 
 
+def cli() -> None:
+    """Run ``main``; Hydra's multi-line composition errors become one ``dnc: error:`` line."""
+    held = _HeldStderr()
+    sys.stderr = held
+    try:
+        main()
+    except SystemExit as exit_:
+        if sys.stderr is held:
+            sys.stderr = held.real
+            text = held.getvalue()
+            if exit_.code not in (0, None) and text.strip():
+                _fail(_one_line(text))
+            sys.stderr.write(text)
+        raise
+    finally:
+        held.release()
+
+
 if __name__ == "__main__":
-    main()
+    cli()

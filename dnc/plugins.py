@@ -196,6 +196,9 @@ class CostEvaluator(abc.ABC):
     """
 
     name: str = ""
+    calibrate_by_training: bool = False
+    """True when ``calibrate`` needs figures from training (``t_epoch``), not only from the
+    built reference network (``numparams`` and ``measure``)."""
 
     def measure(
         self, model: torch.nn.Module, candidate: Mapping[str, Any], data: DataSpec

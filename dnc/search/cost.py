@@ -56,6 +56,7 @@ class TEpoch(_RatioCost):
 
     name = "t_epoch"
     figure = "t_epoch"
+    calibrate_by_training = True
     key = "tbar_epoch"
 
     def __init__(self, tbar_epoch: float | str = "auto") -> None:

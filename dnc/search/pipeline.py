@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +37,7 @@ from dnc.search.storage import (
 from dnc.search.suggest import TrialSuggest
 from dnc.tracking.console import Ranked, SearchConsole
 from dnc.tracking.mlflow_tracker import NullTracker, Tracker
-from dnc.train.trainer import TrainerSettings, TrialDiverged
+from dnc.train.trainer import TrainerSettings, TrialDiverged, count_params
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +222,9 @@ class Search:
         failures = 0
         last_reason = ""
         while True:
-            optuna.storages.fail_stale_trials(study)
+            with warnings.catch_warnings():  # "experimental" since Optuna 2.9
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)
             trials = study.get_trials(deepcopy=False)
             done = sum(counts_against_budget(t) for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -313,12 +316,26 @@ class Search:
             self.cost = recorded_cost(study)
             return
         if getattr(self.cost, "needs_calibration", False):
-            ref = evaluate(self.space.reference_candidate(), space=self.space, data=data,
-                           cost=_Unit(), wc=0.0, seed=self.settings.seed,
-                           trainer=TrainerSettings(**{**asdict(self.trainer), "epochs": 2,
-                                                      "patience": 0}))
-            self.cost.calibrate(ref.figures)
+            self.cost.calibrate(self._reference_figures(data))
         record_cost(study, self.cost)
+
+    def _reference_figures(self, data: TensorData) -> dict[str, float]:
+        """Figures of the space's reference network: built, and trained for two epochs when
+        the cost calibrates on training figures (``t_epoch``)."""
+        ref = self.space.reference_candidate()
+        if not self.cost.calibrate_by_training:
+            model = self.space.build(ref, data.spec)
+            return {"numparams": float(count_params(model)),
+                    **self.cost.measure(model, ref, data.spec)}
+        trainer = TrainerSettings(**{**asdict(self.trainer), "epochs": 2, "patience": 0})
+        try:
+            return evaluate(ref, space=self.space, data=data, cost=_Unit(), wc=0.0,
+                            seed=self.settings.seed, trainer=trainer).figures
+        except TrialDiverged as err:
+            raise UserError(
+                f"the reference network diverged while calibrating {self.cost.name} ({err}); "
+                "set the normaliser to a number (e.g. cost.tbar_epoch=1.0)"
+            ) from err
 
     def _search_params(self) -> dict[str, Any]:
         s = self.settings

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,9 @@ def open_storage(
         if str(path) not in ("", ":memory:"):
             path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return optuna.storages.RDBStorage(
+        with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
             url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
         )

@@ -1,0 +1,77 @@
+"""A diverging or crashing trial is recorded as failed with its reason; the search goes on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+import pytest
+import torch
+from dnc_mlp.space import MLPSpace
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+from torch import nn
+
+from dnc.plugins import DataSpec, UserError
+from dnc.search import Search, SearchSettings, StageSpec
+from dnc.search.cost import NumParams
+from dnc.search.samplers import BOSettings
+from dnc.tracking.console import SearchConsole
+from dnc.tracking.mlflow_tracker import Tracker
+from dnc.train.datasets import Digits
+from dnc.train.trainer import TrainerSettings
+
+
+class _Blowup(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * float("nan")
+
+
+class DivergingMLP(MLPSpace):
+    """Networks with two hidden layers produce NaN logits; the others train normally."""
+
+    name = "diverging"
+
+    def build(self, candidate: Mapping[str, Any], data: DataSpec) -> nn.Module:
+        model = super().build(candidate, data)
+        if candidate["num_hidden_layers"] == 2:
+            return nn.Sequential(model, _Blowup())
+        return model
+
+
+def _search(tmp_path, space, trials=6, max_failures=10) -> Search:
+    settings = SearchSettings(
+        name="fail", stages=(StageSpec("core", groups=("core",), trials=trials),),
+        sampler="random", bo=BOSettings(prior_states=trials, steps=0), seed=1,
+        storage_url=f"sqlite:///{tmp_path}/s.db", max_failures_in_a_row=max_failures,
+    )
+    return Search(settings, space=space, dataset=Digits(), cost=NumParams(),
+                  trainer=TrainerSettings(epochs=1), console=SearchConsole(quiet=True),
+                  tracker=Tracker(f"sqlite:///{tmp_path}/mlflow.db"))
+
+
+def test_nan_trial_is_failed_with_reason_and_search_goes_on(tmp_path):
+    search = _search(tmp_path, DivergingMLP(hidden_layers=(1, 2)), trials=8)
+    result = search.run()
+    study = optuna.load_study(study_name="fail/core", storage=f"sqlite:///{tmp_path}/s.db")
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    assert failed and complete and len(failed) + len(complete) == 8
+    for t in failed:
+        assert t.user_attrs["candidate"]["num_hidden_layers"] == 2
+        assert "nan" in t.user_attrs["fail_reason"].lower()
+    assert all(r.candidate["num_hidden_layers"] == 1 for r in result.best)
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id])
+    failed_runs = [r for r in runs if r.info.status == "FAILED"]
+    assert len(failed_runs) == len(failed)
+    assert all("nan" in r.data.tags["fail_reason"].lower() for r in failed_runs)
+
+
+def test_a_search_where_every_trial_fails_stops_with_a_clear_error(tmp_path):
+    search = _search(tmp_path, DivergingMLP(hidden_layers=(2, 2)), trials=6, max_failures=3)
+    with pytest.raises(UserError, match="3 trials in a row failed"):
+        search.run()
+    study = optuna.load_study(study_name="fail/core", storage=f"sqlite:///{tmp_path}/s.db")
+    assert len(study.get_trials(states=(TrialState.FAIL,))) == 3
