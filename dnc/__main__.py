@@ -58,22 +58,42 @@ def build(cfg: DictConfig) -> Any:
     search = cfg.search
     stages = tuple(
         StageSpec(name=str(st.name), kind=str(st.get("kind", "bo")),
-                  groups=tuple(st.get("groups", ("core",))), trials=int(st.get("trials", 0)))
+                  groups=tuple(st.get("groups") or ("core",)), trials=int(st.get("trials") or 0),
+                  substages=tuple(st.get("substages") or ()), sampler=st.get("sampler"))
         for st in search.stages
     )
     settings = SearchSettings(
         name=str(search.name), wc=search.wc, stages=stages, sampler=str(search.sampler),
         bo=BOSettings(**OmegaConf.to_container(search.bo, resolve=True)),  # type: ignore[arg-type]
-        num_best=int(search.num_best), seed=int(cfg.seed),
-        max_failures_in_a_row=int(search.max_failures_in_a_row),
+        num_best=int(search.num_best), final_test=_flag(search.final_test, "search.final_test"),
+        seed=int(cfg.seed), max_failures_in_a_row=int(search.max_failures_in_a_row),
         storage_url=str(cfg.storage.url), heartbeat_interval=int(cfg.storage.heartbeat_interval),
         grace_period=int(cfg.storage.grace_period),
     )
     uri = cfg.tracking.uri
     tracker = Tracker(str(uri), str(cfg.tracking.experiment)) if uri else NullTracker()
-    output_dir = HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
+    output_dir, hint = None, ""
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        output_dir = hc.runtime.output_dir
+        overrides = [o for o in hc.overrides.task if not o.startswith("hydra.run.dir=")]
+        hint = " ".join(["python -m dnc", *overrides, f"hydra.run.dir={output_dir}"])
     return Search(settings, space=space, dataset=dataset, cost=cost, trainer=trainer,
-                  tracker=tracker, console=SearchConsole(), output_dir=output_dir)
+                  tracker=tracker, console=SearchConsole(), output_dir=output_dir,
+                  resume_hint=hint)
+
+
+def _flag(value: Any, key: str) -> bool:
+    """A boolean from the config: true/false only (the original tool parsed "False" as true)."""
+    if isinstance(value, bool):
+        return value
+    raise _user_error(f"{key}={value!r}: give true or false")
+
+
+def _user_error(message: str) -> Exception:
+    from dnc.plugins import UserError
+
+    return UserError(message)
 
 
 class _HeldStderr(io.StringIO):

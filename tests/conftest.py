@@ -18,7 +18,8 @@ def run_dnc(cwd: Path, *overrides: str, flags: tuple[str, ...] = (), timeout: fl
     """``python -m dnc FLAGS OVERRIDES`` in ``cwd``, with its run directory and MLflow store
     there (argparse wants Hydra's flags before the overrides)."""
     args = [sys.executable, "-m", module, *flags]
-    if not any(o.startswith("hydra.run.dir=") for o in overrides) and module == "dnc":
+    if not any(o.startswith("hydra.run.dir=") for o in overrides) and module == "dnc" \
+            and "--help" not in flags:
         args.append(f"hydra.run.dir={cwd}/run")
     args += overrides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}

@@ -85,7 +85,8 @@ def ranked_trials(
             loss = t.value if wc is None else score(figures, wc, cost)  # type: ignore[arg-type]
             rows.append(Ranked(stage=t.user_attrs.get("stage", name.rsplit("/", 1)[-1]),
                                number=t.number, loss=float(loss), figures=figures,
-                               candidate=t.user_attrs.get("candidate", t.params)))
+                               candidate=t.user_attrs.get("candidate", t.params),
+                               substage=t.user_attrs.get("substage", "")))
     rows.sort(key=lambda r: (r.loss if math.isfinite(r.loss) else math.inf))
     return rows
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -20,6 +21,12 @@ class Ranked:
     loss: float
     figures: Mapping[str, float]
     candidate: Mapping[str, Any]
+    substage: str = ""
+
+    @property
+    def found_by(self) -> str:
+        """The stage (and grid sub-stage) that found this candidate."""
+        return f"{self.stage}:{self.substage}" if self.substage else self.stage
 
 
 def describe(candidate: Mapping[str, Any], skip: Sequence[str] = ()) -> str:
@@ -54,18 +61,20 @@ class SearchConsole:
         for note in notes:
             self.print(f"  {note}")
 
-    def stage_start(self, stage: str, kind: str, budget: int, done: int, groups: Sequence[str]) -> None:
+    def stage_start(self, stage: str, label: str, budget: int, done: int) -> None:
+        size = f"; {budget} trials" if budget else ""
         resumed = f", resuming after {done} finished" if done else ""
-        self.print(f"[bold]stage {stage}[/bold] ({kind} over {', '.join(groups)}; {budget} trials{resumed})")
+        self.print(f"[bold]stage {stage}[/bold] ({label}{size}{resumed})")
 
     def trial(
         self, stage: str, done: int, budget: int, number: int, figures: Mapping[str, float] | None,
-        loss: float | None, best: float, fail_reason: str | None = None,
+        loss: float | None, best: float, fail_reason: str | None = None, substage: str = "",
     ) -> None:
-        head = f"  [{stage} {done:>3}/{budget}] trial {number:>3}"
+        where = f"{stage}:{substage}" if substage else stage
+        head = escape(f"  [{where} {done:>3}/{budget}]") + f" trial {number:>3}"
         best_txt = f"best {best:+.4f}" if math.isfinite(best) else "best -"
         if fail_reason is not None or figures is None or loss is None:
-            self.print(f"{head}  [red]failed[/red]: {fail_reason}  | {best_txt}")
+            self.print(f"{head}  [red]failed[/red]: {escape(str(fail_reason))}  | {best_txt}")
             return
         mark = " [green]*[/green]" if loss <= best else ""
         self.print(
@@ -78,13 +87,13 @@ class SearchConsole:
         describe_candidate: Callable[[Mapping[str, Any]], str] = describe,
     ) -> None:
         table = Table(title=title, title_justify="left")
-        for col in ("#", "stage", "trial", "val acc %", "t_epoch ms", "params", *extra,
+        for col in ("#", "found by", "trial", "val acc %", "t_epoch ms", "params", *extra,
                     "search loss", "candidate"):
-            table.add_column(col, justify="left" if col in ("stage", "candidate") else "right")
+            table.add_column(col, justify="left" if col in ("found by", "candidate") else "right")
         for rank, row in enumerate(rows, 1):
             f = row.figures
             table.add_row(
-                str(rank), row.stage, str(row.number), f"{f['best_val_acc']:.2f}",
+                str(rank), row.found_by, str(row.number), f"{f['best_val_acc']:.2f}",
                 f"{f['t_epoch'] * 1e3:.1f}", f"{int(f['numparams']):,}",
                 *(f"{f.get(key, float('nan')):.4g}" for key in extra),
                 f"{row.loss:+.4f}", describe_candidate(row.candidate),

@@ -65,25 +65,49 @@ class Tracker:
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
-    def end_search(self, run_id: str, metrics: Mapping[str, float], status: str = "FINISHED") -> None:
+    def end_run(self, run_id: str, metrics: Mapping[str, float], status: str = "FINISHED") -> None:
         self.client.log_batch(run_id, metrics=self._metrics(metrics))
         self.client.set_terminated(run_id, status=status)
 
-    # -- trials (nested runs) -----------------------------------------------------------------
+    # -- stages and trials (nested runs) ------------------------------------------------------
+    def start_stage(
+        self, search_run: str, *, search: str, stage: str, study: str, params: Mapping[str, Any],
+        run_id: str | None = None,
+    ) -> str:
+        """Open (or reopen) a stage's run, nested under the search's run."""
+        if run_id:
+            try:
+                self.client.update_run(run_id, status="RUNNING")
+                return run_id
+            except Exception:
+                pass
+        run = self.client.create_run(
+            self.experiment_id, run_name=stage,
+            tags={PARENT_TAG: search_run, "dnc.search": search, "dnc.kind": "stage",
+                  "stage": stage, "study_name": study},
+        )
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
     def start_trial(
         self, parent_id: str, *, search: str, stage: str, study: str, number: int,
-        candidate: Mapping[str, Any],
+        candidate: Mapping[str, Any], search_run: str = "", substage: str = "",
     ) -> str:
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=f"{stage}-{number:03d}",
-            tags={
-                PARENT_TAG: parent_id, "dnc.search": search, "dnc.kind": "trial",
-                "stage": stage, "trial_number": str(number), "study_name": study,
-            },
-        )
+        """Open a trial's run, nested under ``parent_id`` (its stage's run)."""
+        tags = {
+            PARENT_TAG: parent_id, "dnc.search": search, "dnc.kind": "trial",
+            "dnc.search_run_id": search_run or parent_id, "stage": stage,
+            "trial_number": str(number), "study_name": study,
+        }
+        if substage:
+            tags["substage"] = substage
+        run = self.client.create_run(self.experiment_id, tags=tags,
+                                     run_name=f"{stage}{'-' + substage if substage else ''}-{number:03d}")
         self._log_params(run.info.run_id, candidate)
         return run.info.run_id
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        self.client.log_batch(run_id, metrics=self._metrics(metrics))
 
     def end_trial(
         self, run_id: str, *, figures: Mapping[str, float] | None = None,
@@ -153,11 +177,17 @@ class NullTracker(Tracker):
     def start_search(self, name: str, params: Mapping[str, Any], run_id: str | None = None) -> str:
         return ""
 
-    def end_search(self, run_id: str, metrics: Mapping[str, float], status: str = "FINISHED") -> None:
+    def end_run(self, run_id: str, metrics: Mapping[str, float], status: str = "FINISHED") -> None:
         return None
+
+    def start_stage(self, search_run: str, **kwargs: Any) -> str:  # type: ignore[override]
+        return ""
 
     def start_trial(self, parent_id: str, **kwargs: Any) -> str:  # type: ignore[override]
         return ""
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
+        return None
 
     def end_trial(self, run_id: str, **kwargs: Any) -> None:  # type: ignore[override]
         return None

@@ -27,8 +27,11 @@ def finished(tmp_path_factory):
 def test_default_search_prints_progress_and_a_table(finished):
     _, proc = finished
     out = proc.stdout
-    assert "stage core" in out
-    assert out.count("trial ") >= 5
+    for stage in ("stage core", "stage arch", "stage train", "sub-stage activation",
+                  "sub-stage dropout"):
+        assert stage in out
+    assert out.count("trial ") >= 10
+    assert "found by" in out
     assert "best" in out and "val acc %" in out and "t_epoch ms" in out and "params" in out
     assert "search loss" in out
 
@@ -37,11 +40,13 @@ def test_every_trial_is_in_the_optuna_storage_with_its_figures(finished):
     cwd, _ = finished
     storage = f"sqlite:///{cwd}/run/optuna.db"
     names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-    assert names == ["digits-mlp/core"]
+    assert names == ["digits-mlp/core", "digits-mlp/arch", "digits-mlp/train"]
     study = optuna.load_study(study_name="digits-mlp/core", storage=storage)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert len(trials) == 5
-    for t in trials:
+    train = optuna.load_study(study_name="digits-mlp/train", storage=storage)
+    assert len(train.get_trials(states=(TrialState.COMPLETE,))) == 5
+    for t in trials + train.get_trials(states=(TrialState.COMPLETE,)):
         figures = t.user_attrs["figures"]
         assert 0 <= figures["best_val_acc"] <= 100
         assert figures["t_epoch"] > 0 and figures["numparams"] > 0
@@ -57,24 +62,28 @@ def test_results_json_in_the_run_directory(finished):
     assert losses == sorted(losses) and len(losses) == 5
 
 
-def test_mlflow_has_one_parent_run_with_nested_trials(finished):
+def test_mlflow_has_one_search_run_with_stages_and_nested_trials(finished):
     cwd, _ = finished
     client = MlflowClient(tracking_uri=f"sqlite:///{cwd}/mlflow.db")
     exp = client.get_experiment_by_name("dnc")
-    runs = client.search_runs([exp.experiment_id], max_results=100)
+    runs = client.search_runs([exp.experiment_id], max_results=500)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 1 and len(children) == 5
+    assert len(parents) == 1
     parent = parents[0]
-    assert parent.info.status == "FINISHED"
+    assert parent.info.status == "FINISHED" and parent.data.tags["dnc.kind"] == "search"
     assert parent.data.params["wc"] == "0.1"
     assert "results.json" in [a.path for a in client.list_artifacts(parent.info.run_id)]
-    numbers = set()
+    stages = {r.info.run_id: r for r in runs if r.data.tags.get("dnc.kind") == "stage"}
+    assert sorted(r.data.tags["stage"] for r in stages.values()) == ["arch", "core", "train"]
+    assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in stages.values())
+    children = [r for r in runs if r.data.tags.get("dnc.kind") == "trial"]
+    core = [r for r in children if r.data.tags["stage"] == "core"]
+    assert len(core) == 5 and len(children) >= 10
     for child in children:
         tags, params, metrics = child.data.tags, child.data.params, child.data.metrics
-        assert tags["mlflow.parentRunId"] == parent.info.run_id
-        assert tags["stage"] == "core" and tags["study_name"] == "digits-mlp/core"
-        numbers.add(int(tags["trial_number"]))
+        assert stages[tags["mlflow.parentRunId"]].data.tags["stage"] == tags["stage"]
+        assert tags["dnc.search_run_id"] == parent.info.run_id
+        assert tags["study_name"] == f"digits-mlp/{tags['stage']}"
         for key in ("num_hidden_layers", "lr", "weight_decay", "batch_size"):
             assert key in params
         for key in ("best_val_acc", "t_epoch", "numparams", "search_loss"):
@@ -84,7 +93,36 @@ def test_mlflow_has_one_parent_run_with_nested_trials(finished):
         assert [m.step for m in history] == list(range(3))  # one point per epoch
         assert max(m.value for m in history) == pytest.approx(metrics["best_val_acc"])
         assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 3
-    assert numbers == set(range(5))
+    assert {int(r.data.tags["trial_number"]) for r in core} == set(range(5))
+
+
+def test_report_rescores_and_draws_the_front(finished):
+    cwd, _ = finished
+    proc = run_dnc(cwd, f"run_dir={cwd}/run", "wc=[0,0.1,100]", module="dnc.report", check=True)
+    assert "re-scored" in proc.stdout
+    png = cwd / "run" / "front-digits-mlp.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    picks = json.loads(png.with_suffix(".json").read_text())["picks"]
+    assert [p["wc"] for p in picks] == [0.0, 0.1, 100.0]
+    accs = [p["figures"]["best_val_acc"] for p in picks]
+    fcs = [p["complexity"] for p in picks]
+    assert accs[0] >= accs[2] and fcs[0] >= fcs[2]  # more weight on cost: cheaper, less accurate
+    storage = f"sqlite:///{cwd}/run/optuna.db"
+    from dnc.search import open_storage, ranked_trials
+
+    assert picks[1]["search_loss"] == pytest.approx(ranked_trials(open_storage(storage),
+                                                                  "digits-mlp")[0].loss)
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd}/mlflow.db")
+    parent = client.search_runs([client.get_experiment_by_name("dnc").experiment_id],
+                                filter_string="tags.`dnc.kind` = 'search'")[0]
+    assert [a.path for a in client.list_artifacts(parent.info.run_id, "report")] == [
+        "report/front-digits-mlp.json", "report/front-digits-mlp.png"]
+
+
+def test_report_on_a_missing_run_dir_is_one_clear_line(tmp_path: Path):
+    proc = run_dnc(tmp_path, "run_dir=/nonexistent/run", module="dnc.report")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "/nonexistent/run" in proc.stderr
 
 
 def test_tracking_uri_override(tmp_path: Path):
@@ -94,4 +132,5 @@ def test_tracking_uri_override(tmp_path: Path):
     assert not (tmp_path / "mlflow.db").exists()
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("other")
-    assert len(client.search_runs([exp.experiment_id])) == 2  # the search and its one trial
+    kinds = sorted(r.data.tags["dnc.kind"] for r in client.search_runs([exp.experiment_id]))
+    assert kinds.count("search") == 1 and kinds.count("stage") == 3

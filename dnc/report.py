@@ -1,0 +1,100 @@
+"""``python -m dnc.report``: re-rank a finished search for other wc values, without training,
+and draw its performance-complexity front.
+
+    python -m dnc.report run_dir=outputs/digits-mlp/2026-11-25_14-44-23 'wc=[0,0.01,0.1,1]'
+    python -m dnc.report storage_url=postgresql://... search=cifar10-cnn
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from dnc.__main__ import _fail
+
+
+@hydra.main(config_path="pkg://dnc.conf", config_name="report", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    import logging
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from dnc.plugins import UserError
+    from dnc.search.storage import open_storage
+    from dnc.tracking import report
+
+    for noisy in ("mlflow", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else None
+        if run_dir is not None and not run_dir.is_dir():
+            raise UserError(f"run_dir={str(run_dir)!r}: no such directory")
+        url = cfg.storage_url or (f"sqlite:///{run_dir / 'optuna.db'}" if run_dir else None)
+        if url is None:
+            raise UserError("give run_dir=<a search's run directory> or storage_url=<its storage>")
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+            raise UserError(f"no Optuna storage at {url}")
+        wcs = [float(w) for w in OmegaConf.to_container(cfg.wc, resolve=True)]  # type: ignore[union-attr]
+        storage = open_storage(url)
+        search = report.resolve_search(storage, cfg.search)
+        cost = report.search_cost(storage, search)
+        picks = report.rescore(storage, search, wcs, cost)
+        out = Path(cfg.out) if cfg.out else (run_dir or Path.cwd()) / f"front-{search.replace('/', '_')}.png"
+        report.plot_front(picks, cost, out, f"{search}: performance vs complexity")
+        (out.with_suffix(".json")).write_text(report.picks_json(picks, search, cost))
+    except UserError as err:
+        _fail(str(err))
+
+    console = Console(highlight=False, width=160 if not sys.stdout.isatty() else None)
+    table = Table(title=f"{search} re-scored ({cost.name}, {json.dumps(cost.settings())})",
+                  title_justify="left")
+    for col in ("wc", "pick", "trial", "val acc %", "fc", "search loss", f"top {cfg.num_best}"):
+        table.add_column(col, justify="left" if col in ("pick", f"top {cfg.num_best}") else "right")
+    for p in picks:
+        top = ", ".join(f"{r.found_by}#{r.number}" for r in p.ranking[: cfg.num_best])
+        table.add_row(f"{p.wc:g}", p.best.found_by, str(p.best.number),
+                      f"{p.best.figures['best_val_acc']:.2f}", f"{p.complexity:.4g}",
+                      f"{p.best.loss:+.4f}", top)
+    console.print(table)
+    console.print(f"front: {out}\npicks: {out.with_suffix('.json')}")
+
+    if cfg.tracking.uri:
+        run_id = report.search_run_id(storage, search)
+        if run_id:
+            from mlflow.tracking import MlflowClient
+
+            try:
+                client = MlflowClient(tracking_uri=str(cfg.tracking.uri))
+                client.get_run(run_id)
+            except Exception:
+                console.print(f"(the search's MLflow run is not in {cfg.tracking.uri}: not logged)")
+                return
+            client.log_artifact(run_id, str(out), artifact_path="report")
+            client.log_artifact(run_id, str(out.with_suffix(".json")), artifact_path="report")
+            console.print(f"logged to MLflow run {run_id}")
+
+
+def cli() -> None:
+    from dnc.__main__ import _HeldStderr, _one_line
+
+    held = _HeldStderr()
+    sys.stderr = held
+    try:
+        main()
+    except SystemExit as exit_:
+        if sys.stderr is held:
+            sys.stderr = held.real
+            if exit_.code not in (0, None) and held.getvalue().strip():
+                _fail(_one_line(held.getvalue()))
+        raise
+    finally:
+        held.release()
+
+
+if __name__ == "__main__":
+    cli()
