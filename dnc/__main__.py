@@ -41,7 +41,9 @@ def build(cfg: DictConfig) -> Any:
             if isinstance(cause, UserError):
                 raise cause from None
             detail = str(cause or err).strip().splitlines()[-1]
-            raise UserError(f"{what}: cannot instantiate {node.get('_target_')!r}: {detail}") from err
+            raise UserError(
+                f"{what}: cannot instantiate {node.get('_target_')!r}: {detail}"
+            ) from err
         check_plugin(obj, contract, what)
         return obj
 
@@ -52,22 +54,33 @@ def build(cfg: DictConfig) -> Any:
     assert isinstance(trainer_cfg, dict)
     trainer_cfg["lr_cuts"] = tuple(trainer_cfg.get("lr_cuts", ()))
     try:
-        trainer = TrainerSettings(**trainer_cfg)
+        trainer = TrainerSettings(**{str(k): v for k, v in trainer_cfg.items()})
     except TypeError as err:
         raise UserError(f"trainer: {err}") from err
     search = cfg.search
     stages = tuple(
-        StageSpec(name=str(st.name), kind=str(st.get("kind", "bo")),
-                  groups=tuple(st.get("groups") or ("core",)), trials=int(st.get("trials") or 0),
-                  substages=tuple(st.get("substages") or ()), sampler=st.get("sampler"))
+        StageSpec(
+            name=str(st.name),
+            kind=str(st.get("kind", "bo")),
+            groups=tuple(st.get("groups") or ("core",)),
+            trials=int(st.get("trials") or 0),
+            substages=tuple(st.get("substages") or ()),
+            sampler=st.get("sampler"),
+        )
         for st in search.stages
     )
     settings = SearchSettings(
-        name=str(search.name), wc=search.wc, stages=stages, sampler=str(search.sampler),
+        name=str(search.name),
+        wc=search.wc,
+        stages=stages,
+        sampler=str(search.sampler),
         bo=BOSettings(**OmegaConf.to_container(search.bo, resolve=True)),  # type: ignore[arg-type]
-        num_best=int(search.num_best), final_test=_flag(search.final_test, "search.final_test"),
-        seed=int(cfg.seed), max_failures_in_a_row=int(search.max_failures_in_a_row),
-        storage_url=str(cfg.storage.url), heartbeat_interval=int(cfg.storage.heartbeat_interval),
+        num_best=int(search.num_best),
+        final_test=_flag(search.final_test, "search.final_test"),
+        seed=int(cfg.seed),
+        max_failures_in_a_row=int(search.max_failures_in_a_row),
+        storage_url=str(cfg.storage.url),
+        heartbeat_interval=int(cfg.storage.heartbeat_interval),
         grace_period=int(cfg.storage.grace_period),
     )
     uri = cfg.tracking.uri
@@ -78,9 +91,17 @@ def build(cfg: DictConfig) -> Any:
         output_dir = hc.runtime.output_dir
         overrides = [o for o in hc.overrides.task if not o.startswith("hydra.run.dir=")]
         hint = " ".join(["python -m dnc", *overrides, f"hydra.run.dir={output_dir}"])
-    return Search(settings, space=space, dataset=dataset, cost=cost, trainer=trainer,
-                  tracker=tracker, console=SearchConsole(), output_dir=output_dir,
-                  resume_hint=hint)
+    return Search(
+        settings,
+        space=space,
+        dataset=dataset,
+        cost=cost,
+        trainer=trainer,
+        tracker=tracker,
+        console=SearchConsole(),
+        output_dir=output_dir,
+        resume_hint=hint,
+    )
 
 
 def _flag(value: Any, key: str) -> bool:
@@ -115,8 +136,9 @@ def _one_line(hydra_error: str) -> str:
     listing = False  # inside "Available options in 'group':" followed by one option a line
     for line in hydra_error.splitlines():
         text = line.strip()
-        if not text or text.startswith(("Set the environment variable HYDRA_FULL_ERROR",
-                                         "full_key:", "object_type=")):
+        if not text or text.startswith(
+            ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")
+        ):
             continue
         if text.startswith("Config search path"):
             break
@@ -132,11 +154,11 @@ def _one_line(hydra_error: str) -> str:
 def main(cfg: DictConfig) -> None:
     if isinstance(sys.stderr, _HeldStderr):
         sys.stderr.release()
-    from dnc.plugins import UserError
-
     import warnings
 
     import optuna
+
+    from dnc.plugins import UserError
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)

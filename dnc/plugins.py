@@ -122,7 +122,7 @@ class SearchSpace(abc.ABC):
         """A representative candidate (used to calibrate the time normaliser)."""
         return self.sample(DefaultSuggest())
 
-    def check(self) -> None:
+    def check(self) -> None:  # noqa: B027 - optional hook, nothing to check by default
         """Raise ``UserError`` for inconsistent settings (e.g. low > high)."""
 
     def describe(self, candidate: Mapping[str, Any]) -> str:
@@ -135,7 +135,9 @@ class SearchSpace(abc.ABC):
 class DefaultSuggest:
     """A ``Suggest`` that answers every parameter with its default."""
 
-    def int(self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False) -> int:
+    def int(
+        self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
+    ) -> int:
         return default
 
     def float(
@@ -162,7 +164,9 @@ class TrainingBounds:
         for name in ("lr", "weight_decay", "batch_size"):
             low, high = getattr(self, name)
             if not 0 < low < high:
-                raise UserError(f"training bounds {name}=[{low}, {high}] must satisfy 0 < low < high")
+                raise UserError(
+                    f"training bounds {name}=[{low}, {high}] must satisfy 0 < low < high"
+                )
 
 
 def suggest_training(suggest: Suggest, bounds: TrainingBounds = TrainingBounds()) -> Candidate:
@@ -173,8 +177,12 @@ def suggest_training(suggest: Suggest, bounds: TrainingBounds = TrainingBounds()
     lr = suggest.float("lr", *bounds.lr, group="train", default=bounds.default_lr, log=True)
     wd_low, wd_high = bounds.weight_decay
     wd = suggest.float(
-        "weight_decay", wd_low, wd_high, group="train",
-        default=max(bounds.default_weight_decay, wd_low), log=True,
+        "weight_decay",
+        wd_low,
+        wd_high,
+        group="train",
+        default=max(bounds.default_weight_decay, wd_low),
+        log=True,
     )
     if wd < wd_low * 10:
         wd = 0.0

@@ -19,6 +19,10 @@ from dnc.__main__ import _fail
 
 @hydra.main(config_path="pkg://dnc.conf", config_name="report", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    from dnc.__main__ import _HeldStderr
+
+    if isinstance(sys.stderr, _HeldStderr):
+        sys.stderr.release()
     import logging
 
     from rich.console import Console
@@ -37,29 +41,51 @@ def main(cfg: DictConfig) -> None:
         url = cfg.storage_url or (f"sqlite:///{run_dir / 'optuna.db'}" if run_dir else None)
         if url is None:
             raise UserError("give run_dir=<a search's run directory> or storage_url=<its storage>")
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).is_file():
+        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
             raise UserError(f"no Optuna storage at {url}")
-        wcs = [float(w) for w in OmegaConf.to_container(cfg.wc, resolve=True)]  # type: ignore[union-attr]
+        wc_list = (
+            OmegaConf.to_container(cfg.wc, resolve=True)
+            if OmegaConf.is_list(cfg.wc)
+            else [cfg.wc]
+        )
+        if not isinstance(wc_list, list) or not wc_list:
+            raise UserError("wc: give a list of numbers, e.g. 'wc=[0,0.1,1]'")
+        try:
+            wcs = [float(w) for w in wc_list]  # type: ignore[arg-type]
+        except (TypeError, ValueError) as err:
+            raise UserError(f"wc={wc_list}: give numbers >= 0") from err
         storage = open_storage(url)
         search = report.resolve_search(storage, cfg.search)
         cost = report.search_cost(storage, search)
         picks = report.rescore(storage, search, wcs, cost)
-        out = Path(cfg.out) if cfg.out else (run_dir or Path.cwd()) / f"front-{search.replace('/', '_')}.png"
+        out = (
+            Path(cfg.out)
+            if cfg.out
+            else (run_dir or Path.cwd()) / f"front-{search.replace('/', '_')}.png"
+        )
         report.plot_front(picks, cost, out, f"{search}: performance vs complexity")
         (out.with_suffix(".json")).write_text(report.picks_json(picks, search, cost))
     except UserError as err:
         _fail(str(err))
 
     console = Console(highlight=False, width=160 if not sys.stdout.isatty() else None)
-    table = Table(title=f"{search} re-scored ({cost.name}, {json.dumps(cost.settings())})",
-                  title_justify="left")
+    table = Table(
+        title=f"{search} re-scored ({cost.name}, {json.dumps(cost.settings())})",
+        title_justify="left",
+    )
     for col in ("wc", "pick", "trial", "val acc %", "fc", "search loss", f"top {cfg.num_best}"):
         table.add_column(col, justify="left" if col in ("pick", f"top {cfg.num_best}") else "right")
     for p in picks:
         top = ", ".join(f"{r.found_by}#{r.number}" for r in p.ranking[: cfg.num_best])
-        table.add_row(f"{p.wc:g}", p.best.found_by, str(p.best.number),
-                      f"{p.best.figures['best_val_acc']:.2f}", f"{p.complexity:.4g}",
-                      f"{p.best.loss:+.4f}", top)
+        table.add_row(
+            f"{p.wc:g}",
+            p.best.found_by,
+            str(p.best.number),
+            f"{p.best.figures['best_val_acc']:.2f}",
+            f"{p.complexity:.4g}",
+            f"{p.best.loss:+.4f}",
+            top,
+        )
     console.print(table)
     console.print(f"front: {out}\npicks: {out.with_suffix('.json')}")
 

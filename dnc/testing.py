@@ -14,6 +14,7 @@ pytest collects the ``test_*`` methods of the mixin for every subclass.
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Mapping
@@ -43,7 +44,9 @@ class SearchSpaceContract:
     def make_space(self) -> SearchSpace:
         raise NotImplementedError
 
-    def _uniform_candidates(self, space: SearchSpace, n: int, seed: int = 0) -> list[dict[str, Any]]:
+    def _uniform_candidates(
+        self, space: SearchSpace, n: int, seed: int = 0
+    ) -> list[dict[str, Any]]:
         rng = random.Random(seed)
         return [space.sample(UniformSuggest(rng.random)) for _ in range(n)]
 
@@ -71,7 +74,7 @@ class SearchSpaceContract:
     def test_extremes_build(self) -> None:
         space = self.make_space()
         for u in (0.0, 0.999999):
-            self._forward_backward(space, space.sample(UniformSuggest(lambda u=u: u)))
+            self._forward_backward(space, space.sample(UniformSuggest(functools.partial(float, u))))
 
     def test_sampling_through_optuna_is_define_by_run(self) -> None:
         space = self.make_space()
@@ -80,7 +83,7 @@ class SearchSpaceContract:
             trial = study.ask()
             cand = space.sample(TrialSuggest(trial))
             # every suggested value is part of the candidate
-            for name, value in trial.params.items():
+            for name in trial.params:
                 assert name in cand, f"{name} was suggested but is missing from the candidate"
             study.tell(trial, 0.0)
 
@@ -117,8 +120,11 @@ class SearchSpaceContract:
         out = model(x)
         assert out.shape == (3, self.data_spec.num_classes)
         out.sum().backward()
-        assert all(math.isfinite(float(p.grad.abs().sum())) for p in model.parameters()
-                   if p.grad is not None)
+        assert all(
+            math.isfinite(float(p.grad.abs().sum()))
+            for p in model.parameters()
+            if p.grad is not None
+        )
 
 
 class CostEvaluatorContract:
@@ -135,8 +141,12 @@ class CostEvaluatorContract:
 
     def _figures(self, cost: CostEvaluator) -> dict[str, float]:
         model, cand = self.make_model_and_candidate()
-        figures = {"t_epoch": 0.01, "numparams": float(sum(p.numel() for p in model.parameters())),
-                   "best_val_acc": 90.0, "epochs_run": 1.0}
+        figures = {
+            "t_epoch": 0.01,
+            "numparams": float(sum(p.numel() for p in model.parameters())),
+            "best_val_acc": 90.0,
+            "epochs_run": 1.0,
+        }
         figures.update(cost.measure(model, cand, self.data_spec))
         cost.calibrate(figures)
         return figures

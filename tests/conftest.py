@@ -13,19 +13,30 @@ import pytest
 TINY = ("search.bo.prior_states=3", "search.bo.steps=1", "trainer.epochs=2")
 
 
-def run_dnc(cwd: Path, *overrides: str, flags: tuple[str, ...] = (), timeout: float = 600,
-            module: str = "dnc", check: bool = False) -> subprocess.CompletedProcess[str]:
+def run_dnc(
+    cwd: Path,
+    *overrides: str,
+    flags: tuple[str, ...] = (),
+    timeout: float = 600,
+    module: str = "dnc",
+    check: bool = False,
+) -> subprocess.CompletedProcess[str]:
     """``python -m dnc FLAGS OVERRIDES`` in ``cwd``, with its run directory and MLflow store
     there (argparse wants Hydra's flags before the overrides)."""
     args = [sys.executable, "-m", module, *flags]
-    if not any(o.startswith("hydra.run.dir=") for o in overrides) and module == "dnc" \
-            and "--help" not in flags:
+    if (
+        not any(o.startswith("hydra.run.dir=") for o in overrides)
+        and module == "dnc"
+        and "--help" not in flags
+    ):
         args.append(f"hydra.run.dir={cwd}/run")
     args += overrides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+        raise AssertionError(
+            f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc
 
 

@@ -11,8 +11,16 @@ from conftest import TINY
 
 def test_help_lists_the_config_groups(dnc_cli):
     proc = dnc_cli(flags=("--help",), check=True)
-    for group in ("dataset:", "search_space:", "cost:", "search:", "trainer:", "storage:",
-                  "tracking:", "experiment:"):
+    for group in (
+        "dataset:",
+        "search_space:",
+        "cost:",
+        "search:",
+        "trainer:",
+        "storage:",
+        "tracking:",
+        "experiment:",
+    ):
         assert group in proc.stdout
     assert "digits" in proc.stdout and "mlp" in proc.stdout and "t_epoch" in proc.stdout
 
@@ -47,9 +55,14 @@ def _assert_clear_error(proc, *needles: str) -> None:
         (("trainer.epochs=0",), ("trainer.epochs=0",)),
         (("search.nosuchkey=1",), ("nosuchkey",)),
         (("dataset=npz",), ("dataset.path",)),
-        (("dataset=npz", "dataset.path=/nonexistent/file.npz"), ("/nonexistent/file.npz", "no such file")),
-        (("dataset=cifar10", "dataset.root=/nonexistent/cifar"),
-         ("/nonexistent/cifar", "cifar-10-batches-py", "download")),
+        (
+            ("dataset=npz", "dataset.path=/nonexistent/file.npz"),
+            ("/nonexistent/file.npz", "no such file"),
+        ),
+        (
+            ("dataset=cifar10", "dataset.root=/nonexistent/cifar"),
+            ("/nonexistent/cifar", "cifar-10-batches-py", "download"),
+        ),
         (("dataset=mnist", "dataset.root=/nonexistent/mnist"), ("MNIST",)),
         (("search.sampler=nosuch",), ("search.sampler",)),
         (("trainer.device=cuda",), ("CUDA",)),
@@ -76,5 +89,6 @@ def test_npz_missing_keys_is_refused(dnc_cli, tmp_path: Path):
 def test_npz_with_mismatched_lengths_is_refused(dnc_cli, tmp_path: Path):
     path = tmp_path / "mismatch.npz"
     np.savez(path, xtr=np.zeros((10, 4)), ytr=np.zeros(9), xte=np.zeros((5, 4)), yte=np.zeros(5))
-    _assert_clear_error(dnc_cli(*TINY, "dataset=npz", f"dataset.path={path}"), "xtr has 10 rows",
-                        "ytr has 9")
+    _assert_clear_error(
+        dnc_cli(*TINY, "dataset=npz", f"dataset.path={path}"), "xtr has 10 rows", "ytr has 9"
+    )

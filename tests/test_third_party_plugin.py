@@ -21,22 +21,53 @@ def venv_python(tmp_path_factory) -> Path:
     ``--without-pip``: the venv then uses the outer pip and setuptools; the ones ``venv``
     bundles for Python 3.11 are too old to build a pyproject-only package."""
     venv = tmp_path_factory.mktemp("venv")
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip",
-                    str(venv)], check=True)
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        check=True,
+    )
     python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    str(EXAMPLE)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return python
 
 
 def test_installed_plugin_appears_in_help_and_runs_a_search(venv_python, tmp_path):
-    help_text = subprocess.run([str(venv_python), "-m", "dnc", "--help"], capture_output=True,
-                               text=True, check=True, cwd=tmp_path).stdout
+    help_text = subprocess.run(
+        [str(venv_python), "-m", "dnc", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
     assert "search_space: " in help_text and "tiny" in help_text
     proc = subprocess.run(
-        [str(venv_python), "-m", "dnc", f"hydra.run.dir={tmp_path}/run", "search_space=tiny",
-         "search.bo.prior_states=3", "search.bo.steps=1", "trainer.epochs=2"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        [
+            str(venv_python),
+            "-m",
+            "dnc",
+            f"hydra.run.dir={tmp_path}/run",
+            "search_space=tiny",
+            "search.bo.prior_states=3",
+            "search.bo.steps=1",
+            "trainer.epochs=2",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "digits-tiny" in proc.stdout
     assert proc.stdout.count("trial ") >= 4
@@ -54,7 +85,9 @@ def test_example_plugin_passes_the_contract():
 
         from dnc.testing import SearchSpaceContract
 
-        contract = type("TestTiny", (SearchSpaceContract,), {"make_space": lambda self: TinySpace()})()
+        contract = type(
+            "TestTiny", (SearchSpaceContract,), {"make_space": lambda self: TinySpace()}
+        )()
         for name in dir(contract):
             if name.startswith("test_"):
                 getattr(contract, name)()

@@ -12,6 +12,7 @@ trial nested under its stage (tag ``dnc.kind`` = search / stage / trial; filter 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -90,15 +91,17 @@ class SearchSettings:
             raise UserError(f"search.stages: stage names must be unique, got {names}")
         for sampler in {self.sampler, *(s.sampler for s in self.stages if s.sampler)}:
             if sampler not in SAMPLERS:
-                raise UserError(f"search.sampler={sampler!r}: choose one of "
-                                f"{', '.join(sorted(SAMPLERS))}")
+                raise UserError(
+                    f"search.sampler={sampler!r}: choose one of {', '.join(sorted(SAMPLERS))}"
+                )
         if self.num_best < 1:
             raise UserError(f"search.num_best={self.num_best}: must be at least 1")
         if self.max_failures_in_a_row < 1:
             raise UserError("search.max_failures_in_a_row must be at least 1")
         if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
-            raise UserError("storage: need heartbeat_interval >= 1 and grace_period > "
-                            "heartbeat_interval")
+            raise UserError(
+                "storage: need heartbeat_interval >= 1 and grace_period > heartbeat_interval"
+            )
 
     def budget(self, stage: StageSpec) -> int:
         return stage.trials or self.bo.trials
@@ -146,7 +149,8 @@ class Search:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.resume_hint = resume_hint
         self.storage = open_storage(
-            settings.storage_url, heartbeat_interval=settings.heartbeat_interval,
+            settings.storage_url,
+            heartbeat_interval=settings.heartbeat_interval,
             grace_period=settings.grace_period,
         )
         self.search_run = ""
@@ -159,12 +163,15 @@ class Search:
         first = self._study(s.stages[0])
         self._calibrate(first, data)
         self.search_run = self.tracker.start_search(
-            s.name, self._search_params(), run_id=first.user_attrs.get(PARENT_RUN_ATTR))
+            s.name, self._search_params(), run_id=first.user_attrs.get(PARENT_RUN_ATTR)
+        )
         if self.search_run and first.user_attrs.get(PARENT_RUN_ATTR) != self.search_run:
             first.set_user_attr(PARENT_RUN_ATTR, self.search_run)
-        notes = [f"{data.name}: {len(data.xtr)} train / {len(data.xva)} val / {len(data.xte)} "
-                 f"test, {data.num_classes} classes; space {self.space.name}; cost "
-                 f"{self.cost.name} {self.cost.settings()}; wc {s.wc}"]
+        notes = [
+            f"{data.name}: {len(data.xtr)} train / {len(data.xva)} val / {len(data.xte)} "
+            f"test, {data.num_classes} classes; space {self.space.name}; cost "
+            f"{self.cost.name} {self.cost.settings()}; wc {s.wc}"
+        ]
         if self.resume_hint:
             notes.append(f"to resume if stopped: {self.resume_hint}")
         self.console.search_start(s.name, s.storage_url, self.tracker.uri, notes)
@@ -181,7 +188,8 @@ class Search:
             test_acc = test_acc or self._recorded_test_acc()
             self._report(best, test_acc, final=status == "FINISHED")
             self.tracker.end_run(
-                self.search_run, {"best_search_loss": best[0].loss} if best else {}, status=status)
+                self.search_run, {"best_search_loss": best[0].loss} if best else {}, status=status
+            )
         return SearchResult(s.name, best, s, self.cost.settings(), test_acc)
 
     @property
@@ -192,11 +200,17 @@ class Search:
         return self._data
 
     # -- studies and bases --------------------------------------------------------------------
-    def _study(self, stage: StageSpec, sampler: optuna.samplers.BaseSampler | None = None,
-               ) -> optuna.Study:
+    def _study(
+        self,
+        stage: StageSpec,
+        sampler: optuna.samplers.BaseSampler | None = None,
+    ) -> optuna.Study:
         study = optuna.create_study(
-            storage=self.storage, study_name=study_name(self.settings.name, stage.name),
-            direction="minimize", sampler=sampler, load_if_exists=True,
+            storage=self.storage,
+            study_name=study_name(self.settings.name, stage.name),
+            direction="minimize",
+            sampler=sampler,
+            load_if_exists=True,
         )
         if SETTINGS_ATTR not in study.user_attrs:
             study.set_user_attr(SETTINGS_ATTR, self._search_params())
@@ -217,7 +231,11 @@ class Search:
         for name in search_studies(self.storage, self.settings.name):
             study = optuna.load_study(study_name=name, storage=self.storage)
             for t in study.get_trials(deepcopy=False):
-                if counts_against_budget(t) and t._trial_id != exclude and "candidate" in t.user_attrs:
+                if (
+                    counts_against_budget(t)
+                    and t._trial_id != exclude
+                    and "candidate" in t.user_attrs
+                ):
                     keys.add(candidate_key(t.user_attrs["candidate"]))
         return keys
 
@@ -231,10 +249,18 @@ class Search:
         if COST_ATTR not in study.user_attrs:
             record_cost(study, self.cost)
         stage_run = self.tracker.start_stage(
-            self.search_run, search=s.name, stage=stage.name, study=study.study_name,
-            params={"kind": stage.kind, "groups": list(stage.groups),
-                    "substages": list(stage.substages), "budget": s.budget(stage)},
-            run_id=study.user_attrs.get(STAGE_RUN_ATTR))
+            self.search_run,
+            search=s.name,
+            stage=stage.name,
+            study=study.study_name,
+            params={
+                "kind": stage.kind,
+                "groups": list(stage.groups),
+                "substages": list(stage.substages),
+                "budget": s.budget(stage),
+            },
+            run_id=study.user_attrs.get(STAGE_RUN_ATTR),
+        )
         if stage_run and study.user_attrs.get(STAGE_RUN_ATTR) != stage_run:
             study.set_user_attr(STAGE_RUN_ATTR, stage_run)
         self._close_dead_trials(study)
@@ -249,19 +275,22 @@ class Search:
             self._close_dead_trials(study)
             done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
             best = min((t.value for t in done if t.value is not None), default=None)
-            self.tracker.end_run(stage_run, {} if best is None else {"best_search_loss": best},
-                                 status=status)
+            self.tracker.end_run(
+                stage_run, {} if best is None else {"best_search_loss": best}, status=status
+            )
         study.set_user_attr(FINISHED_ATTR, True)
 
     def _run_bo(self, index: int, stage: StageSpec, study: optuna.Study, stage_run: str) -> None:
         s = self.settings
         base = self._base(study, "stage")
-        ctx = SamplerContext(space=self.space, groups=stage.groups, base=base, bo=s.bo,
-                             seed=s.seed * 1000 + index)
+        ctx = SamplerContext(
+            space=self.space, groups=stage.groups, base=base, bo=s.bo, seed=s.seed * 1000 + index
+        )
         study.sampler = make_sampler(stage.sampler or s.sampler, ctx)
         budget = s.budget(stage)
-        self.console.stage_start(stage.name, f"{stage.sampler or s.sampler} {stage.label}",
-                                 budget, self._done(study))
+        self.console.stage_start(
+            stage.name, f"{stage.sampler or s.sampler} {stage.label}", budget, self._done(study)
+        )
 
         def objective(trial: optuna.Trial, outcome: dict[str, Any]) -> float:
             trial.set_user_attr("worker", WORKER)
@@ -272,8 +301,9 @@ class Search:
 
     def _run_grid(self, stage: StageSpec, study: optuna.Study, stage_run: str) -> None:
         substages = stage.substages or tuple(self.space.grid_substages())
-        self.console.stage_start(stage.name, f"grid over {', '.join(substages)}", 0,
-                                 self._done(study))
+        self.console.stage_start(
+            stage.name, f"grid over {', '.join(substages)}", 0, self._done(study)
+        )
         study.sampler = optuna.samplers.RandomSampler(seed=self.settings.seed)
         for sub in substages:
             base = self._base(study, sub)
@@ -281,17 +311,21 @@ class Search:
 
             def enqueue_missing(sub: str = sub, variants: list[Candidate] = variants) -> bool:
                 """Queue the variants neither finished nor queued; True if any is in flight."""
-                inflight = {candidate_key(t.user_attrs["candidate"])
-                            for t in study.get_trials(deepcopy=False,
-                                                      states=(TrialState.WAITING, TrialState.RUNNING))
-                            if "candidate" in t.user_attrs}
+                inflight = {
+                    candidate_key(t.user_attrs["candidate"])
+                    for t in study.get_trials(
+                        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)
+                    )
+                    if "candidate" in t.user_attrs
+                }
                 seen = self._tried() | inflight
                 for v in variants:
                     key = candidate_key(v)
                     if key not in seen:
                         seen.add(key)
-                        study.enqueue_trial({}, user_attrs={"candidate": v, "substage": sub},
-                                            skip_if_exists=False)
+                        study.enqueue_trial(
+                            {}, user_attrs={"candidate": v, "substage": sub}, skip_if_exists=False
+                        )
                         inflight.add(key)
                 return bool(inflight)
 
@@ -310,9 +344,14 @@ class Search:
 
             self._drive(study, stage, None, objective, more=enqueue_missing)
 
-    def _drive(self, study: optuna.Study, stage: StageSpec, budget: int | None,
-               objective: Callable[[optuna.Trial, dict[str, Any]], float],
-               more: Callable[[], bool]) -> None:
+    def _drive(
+        self,
+        study: optuna.Study,
+        stage: StageSpec,
+        budget: int | None,
+        objective: Callable[[optuna.Trial, dict[str, Any]], float],
+        more: Callable[[], bool],
+    ) -> None:
         """Run trials one at a time until the budget is used (``bo``) or nothing is left in
         flight (``grid``: ``more`` queues what is missing and says whether anything is)."""
         s = self.settings
@@ -332,45 +371,77 @@ class Search:
                 waiting = any(t.state == TrialState.WAITING for t in trials)
                 if not waiting and not more():
                     return
-                if not any(t.state == TrialState.WAITING
-                           for t in study.get_trials(deepcopy=False)):
+                if not any(t.state == TrialState.WAITING for t in study.get_trials(deepcopy=False)):
                     time.sleep(1.0)  # only other workers' trials are in flight
                     continue
             outcome: dict[str, Any] = {}
-            study.optimize(lambda trial: objective(trial, outcome), n_trials=1,
-                           catch=(TrialFailed,), gc_after_trial=False)
+            study.optimize(
+                functools.partial(_call, objective, outcome=outcome),
+                n_trials=1,
+                catch=(TrialFailed,),
+                gc_after_trial=False,
+            )
             if "number" not in outcome:
                 continue  # pruned: a duplicate grid variant
             best = min((r.loss for r in ranked_trials(self.storage, s.name)), default=math.inf)
             shown_budget = budget if budget is not None else self._grid_total(study)
-            self.console.trial(stage.name, self._done(study), shown_budget, outcome["number"],
-                               outcome.get("figures"), outcome.get("loss"), best,
-                               outcome.get("fail_reason"), outcome.get("substage", ""))
+            self.console.trial(
+                stage.name,
+                self._done(study),
+                shown_budget,
+                outcome["number"],
+                outcome.get("figures"),
+                outcome.get("loss"),
+                best,
+                outcome.get("fail_reason"),
+                outcome.get("substage", ""),
+            )
             if "fail_reason" in outcome:
                 failures += 1
                 if failures >= s.max_failures_in_a_row:
                     raise UserError(
                         f"{failures} trials in a row failed in stage {stage.name}; last: "
-                        f"{outcome['fail_reason']}. Check the data, bounds and trainer settings")
+                        f"{outcome['fail_reason']}. Check the data, bounds and trainer settings"
+                    )
             else:
                 failures = 0
 
-    def _evaluate_trial(self, trial: optuna.Trial, stage: StageSpec, stage_run: str,
-                        candidate: Candidate, outcome: dict[str, Any], substage: str = "") -> float:
+    def _evaluate_trial(
+        self,
+        trial: optuna.Trial,
+        stage: StageSpec,
+        stage_run: str,
+        candidate: Candidate,
+        outcome: dict[str, Any],
+        substage: str = "",
+    ) -> float:
         """Train and score ``candidate`` as ``trial``; what happened goes into ``outcome``."""
         s = self.settings
         outcome.update(number=trial.number, substage=substage)
         trial.set_user_attr("candidate", candidate)
         trial.set_user_attr("stage", stage.name)
         run_id = self.tracker.start_trial(
-            stage_run or self.search_run, search=s.name, stage=stage.name,
-            study=trial.study.study_name, number=trial.number, candidate=candidate,
-            search_run=self.search_run, substage=substage)
+            stage_run or self.search_run,
+            search=s.name,
+            stage=stage.name,
+            study=trial.study.study_name,
+            number=trial.number,
+            candidate=candidate,
+            search_run=self.search_run,
+            substage=substage,
+        )
         if run_id:
             trial.set_user_attr("mlflow_run_id", run_id)
         try:
-            ev = evaluate(candidate, space=self.space, data=self.data, cost=self.cost, wc=s.wc,
-                          trainer=self.trainer, seed=s.seed * 100_003 + trial.number)
+            ev = evaluate(
+                candidate,
+                space=self.space,
+                data=self.data,
+                cost=self.cost,
+                wc=s.wc,
+                trainer=self.trainer,
+                seed=s.seed * 100_003 + trial.number,
+            )
         except UserError:
             self.tracker.end_trial(run_id, fail_reason="aborted: invalid settings")
             raise
@@ -384,8 +455,11 @@ class Search:
             raise TrialFailed(reason) from err
         trial.set_user_attr("figures", ev.figures)
         self.tracker.end_trial(
-            run_id, figures=ev.figures, loss=ev.loss,
-            curves={"train_loss": ev.result.train_loss, "val_acc": ev.result.val_acc})
+            run_id,
+            figures=ev.figures,
+            loss=ev.loss,
+            curves={"train_loss": ev.result.train_loss, "val_acc": ev.result.val_acc},
+        )
         outcome.update(figures=ev.figures, loss=ev.loss)
         return ev.loss
 
@@ -395,23 +469,38 @@ class Search:
         accuracy after the last epoch: the test set chooses nothing). Recorded on the last
         stage's study, so a resumed search does not retrain them."""
         data = self.data
-        merged = TensorData(torch.cat([data.xtr, data.xva]), torch.cat([data.ytr, data.yva]),
-                            data.xte, data.yte, data.xte, data.yte, data.num_classes, data.name,
-                            data.extras)
+        merged = TensorData(
+            torch.cat([data.xtr, data.xva]),
+            torch.cat([data.ytr, data.yva]),
+            data.xte,
+            data.yte,
+            data.xte,
+            data.yte,
+            data.num_classes,
+            data.name,
+            data.extras,
+        )
         study = self._study(self.settings.stages[-1])
         done: dict[str, float] = dict(study.user_attrs.get(FINAL_TEST_ATTR, {}))
         trainer = TrainerSettings(**{**asdict(self.trainer), "patience": 0})
-        self.console.print(f"[bold]final test[/bold]: retraining the best {len(best)} on "
-                           f"train + validation ({len(merged.xtr)} examples)")
+        self.console.print(
+            f"[bold]final test[/bold]: retraining the best {len(best)} on "
+            f"train + validation ({len(merged.xtr)} examples)"
+        )
         for row in best:
             key = f"{row.stage}/{row.number}"
             if key in done:
                 continue
             model = self.space.build(row.candidate, data.spec)
-            result = train(model, merged, lr=float(row.candidate["lr"]),
-                           weight_decay=float(row.candidate["weight_decay"]),
-                           batch_size=int(row.candidate["batch_size"]), settings=trainer,
-                           seed=self.settings.seed)
+            result = train(
+                model,
+                merged,
+                lr=float(row.candidate["lr"]),
+                weight_decay=float(row.candidate["weight_decay"]),
+                batch_size=int(row.candidate["batch_size"]),
+                settings=trainer,
+                seed=self.settings.seed,
+            )
             done[key] = result.val_acc[-1]
             study.set_user_attr(FINAL_TEST_ATTR, done)
             self.console.print(f"  {key}: test accuracy {done[key]:.2f}%")
@@ -422,16 +511,18 @@ class Search:
 
     def _recorded_test_acc(self) -> dict[str, float]:
         try:
-            study = optuna.load_study(study_name=study_name(self.settings.name,
-                                                            self.settings.stages[-1].name),
-                                      storage=self.storage)
+            study = optuna.load_study(
+                study_name=study_name(self.settings.name, self.settings.stages[-1].name),
+                storage=self.storage,
+            )
         except KeyError:
             return {}
         return dict(study.user_attrs.get(FINAL_TEST_ATTR, {}))
 
     def _trial_run_id(self, row: Ranked) -> str:
-        study = optuna.load_study(study_name=study_name(self.settings.name, row.stage),
-                                  storage=self.storage)
+        study = optuna.load_study(
+            study_name=study_name(self.settings.name, row.stage), storage=self.storage
+        )
         trial: FrozenTrial = study.trials[row.number]
         return str(trial.user_attrs.get("mlflow_run_id", ""))
 
@@ -442,8 +533,10 @@ class Search:
 
     @staticmethod
     def _grid_total(study: optuna.Study) -> int:
-        return sum(counts_against_budget(t) or t.state in (TrialState.WAITING, TrialState.RUNNING)
-                   for t in study.get_trials(deepcopy=False))
+        return sum(
+            counts_against_budget(t) or t.state in (TrialState.WAITING, TrialState.RUNNING)
+            for t in study.get_trials(deepcopy=False)
+        )
 
     def _fail_dead_trials(self, study: optuna.Study) -> None:
         """Fail the running trials of dead workers, so their slots are run again: Optuna's
@@ -456,8 +549,10 @@ class Search:
         now = datetime.now()
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             started = t.datetime_start or now
-            if "worker" not in t.user_attrs and (now - started).total_seconds() > \
-                    self.settings.grace_period:
+            if (
+                "worker" not in t.user_attrs
+                and (now - started).total_seconds() > self.settings.grace_period
+            ):
                 try:
                     study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
                 except optuna.exceptions.UpdateFinishedTrialError:
@@ -485,51 +580,110 @@ class Search:
         ref = self.space.reference_candidate()
         if not self.cost.calibrate_by_training:
             model = self.space.build(ref, data.spec)
-            return {"numparams": float(count_params(model)),
-                    **self.cost.measure(model, ref, data.spec)}
+            return {
+                "numparams": float(count_params(model)),
+                **self.cost.measure(model, ref, data.spec),
+            }
         trainer = TrainerSettings(**{**asdict(self.trainer), "epochs": 2, "patience": 0})
         try:
-            return evaluate(ref, space=self.space, data=data, cost=_Unit(), wc=0.0,
-                            seed=self.settings.seed, trainer=trainer).figures
+            return evaluate(
+                ref,
+                space=self.space,
+                data=data,
+                cost=_Unit(),
+                wc=0.0,
+                seed=self.settings.seed,
+                trainer=trainer,
+            ).figures
         except TrialDiverged as err:
             raise UserError(
                 f"the reference network diverged while calibrating {self.cost.name} ({err}); "
-                "set the normaliser to a number (e.g. cost.tbar_epoch=1.0)") from err
+                "set the normaliser to a number (e.g. cost.tbar_epoch=1.0)"
+            ) from err
 
     def _search_params(self) -> dict[str, Any]:
         s = self.settings
         return {
-            "search": s.name, "wc": s.wc, "sampler": s.sampler, "seed": s.seed,
-            "stages": json.dumps([asdict(x) for x in s.stages]), "space": self.space.name,
-            "dataset": getattr(self.dataset, "name", ""), "cost": self.cost.name,
-            "cost_settings": json.dumps(self.cost.settings()), "epochs": self.trainer.epochs,
-            "bo": json.dumps(asdict(s.bo)), "final_test": s.final_test,
+            "search": s.name,
+            "wc": s.wc,
+            "sampler": s.sampler,
+            "seed": s.seed,
+            "stages": json.dumps([asdict(x) for x in s.stages]),
+            "space": self.space.name,
+            "dataset": getattr(self.dataset, "name", ""),
+            "cost": self.cost.name,
+            "cost_settings": json.dumps(self.cost.settings()),
+            "epochs": self.trainer.epochs,
+            "bo": json.dumps(asdict(s.bo)),
+            "final_test": s.final_test,
         }
 
     def _report(self, best: Sequence[Ranked], test_acc: dict[str, float], final: bool) -> None:
         if self.output_dir is not None:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             path = self.output_dir / "results.json"
-            path.write_text(json.dumps({
-                "search": self.settings.name, "wc": self.settings.wc, "finished": final,
-                "storage": self.settings.storage_url,
-                "cost": {"name": self.cost.name, **self.cost.settings()},
-                "best": [{"stage": r.stage, "trial": r.number, "search_loss": r.loss,
-                          "figures": dict(r.figures), "candidate": dict(r.candidate),
-                          **({"test_acc": test_acc[k]} if (k := f"{r.stage}/{r.number}")
-                             in test_acc else {})}
-                         for r in best],
-            }, indent=2))
+            path.write_text(
+                json.dumps(
+                    {
+                        "search": self.settings.name,
+                        "wc": self.settings.wc,
+                        "finished": final,
+                        "storage": self.settings.storage_url,
+                        "cost": {"name": self.cost.name, **self.cost.settings()},
+                        "best": [
+                            {
+                                "stage": r.stage,
+                                "trial": r.number,
+                                "search_loss": r.loss,
+                                "figures": dict(r.figures),
+                                "candidate": dict(r.candidate),
+                                **(
+                                    {"test_acc": test_acc[k]}
+                                    if (k := f"{r.stage}/{r.number}") in test_acc
+                                    else {}
+                                ),
+                            }
+                            for r in best
+                        ],
+                    },
+                    indent=2,
+                )
+            )
             if final and self.search_run:
                 self.tracker.log_artifact(self.search_run, path)
         if final:
-            rows = [Ranked(r.stage, r.number, r.loss,
-                           {**r.figures, **({"test_acc": test_acc[k]} if (k := f"{r.stage}/{r.number}")
-                                            in test_acc else {})}, r.candidate, r.substage)
-                    for r in best]
-            self.console.table(f"best {len(best)} candidates of {self.settings.name}", rows,
-                               extra=("test_acc",) if test_acc else (),
-                               describe_candidate=self.space.describe)
+            rows = [
+                Ranked(
+                    r.stage,
+                    r.number,
+                    r.loss,
+                    {
+                        **r.figures,
+                        **(
+                            {"test_acc": test_acc[k]}
+                            if (k := f"{r.stage}/{r.number}") in test_acc
+                            else {}
+                        ),
+                    },
+                    r.candidate,
+                    r.substage,
+                )
+                for r in best
+            ]
+            self.console.table(
+                f"best {len(best)} candidates of {self.settings.name}",
+                rows,
+                extra=("test_acc",) if test_acc else (),
+                describe_candidate=self.space.describe,
+            )
+
+
+def _call(
+    objective: Callable[[optuna.Trial, dict[str, Any]], float],
+    trial: optuna.Trial,
+    outcome: dict[str, Any],
+) -> float:
+    return objective(trial, outcome)
 
 
 class _Unit(CostEvaluator):

@@ -41,14 +41,16 @@ class StageSpec:
     def __post_init__(self) -> None:
         where = f"search.stages[{self.name}]"
         if not self.name or "/" in self.name or ":" in self.name:
-            raise UserError(f"search.stages: stage name {self.name!r} must be non-empty, "
-                            "without '/' or ':'")
+            raise UserError(
+                f"search.stages: stage name {self.name!r} must be non-empty, without '/' or ':'"
+            )
         if self.kind not in KINDS:
             raise UserError(f"{where}.kind={self.kind!r}: choose one of {', '.join(KINDS)}")
         unknown = [g for g in self.groups if g not in GROUPS]
         if self.kind == "bo" and (unknown or not self.groups):
-            raise UserError(f"{where}.groups={list(self.groups)}: name one or more of "
-                            f"{', '.join(GROUPS)}")
+            raise UserError(
+                f"{where}.groups={list(self.groups)}: name one or more of {', '.join(GROUPS)}"
+            )
         if self.trials < 0:
             raise UserError(f"{where}.trials={self.trials}: must be >= 0")
         if len(set(self.substages)) != len(self.substages):

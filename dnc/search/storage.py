@@ -40,9 +40,11 @@ def open_storage(
         with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.storages.RDBStorage(
-            url, heartbeat_interval=heartbeat_interval, grace_period=grace_period,
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-        )
+                url,
+                heartbeat_interval=heartbeat_interval,
+                grace_period=grace_period,
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            )
     except Exception as err:
         raise UserError(f"storage.url={url!r}: cannot open the Optuna storage ({err})") from err
 
@@ -68,7 +70,10 @@ def counts_against_budget(trial: FrozenTrial) -> bool:
 
 
 def ranked_trials(
-    storage: optuna.storages.BaseStorage, search: str, *, wc: float | None = None,
+    storage: optuna.storages.BaseStorage,
+    search: str,
+    *,
+    wc: float | None = None,
     cost: CostEvaluator | None = None,
 ) -> list[Ranked]:
     """Every completed trial of ``search``, best first. With ``wc`` (and optionally another
@@ -83,18 +88,25 @@ def ranked_trials(
             if figures is None or t.value is None:
                 continue
             loss = t.value if wc is None else score(figures, wc, cost)  # type: ignore[arg-type]
-            rows.append(Ranked(stage=t.user_attrs.get("stage", name.rsplit("/", 1)[-1]),
-                               number=t.number, loss=float(loss), figures=figures,
-                               candidate=t.user_attrs.get("candidate", t.params),
-                               substage=t.user_attrs.get("substage", "")))
-    rows.sort(key=lambda r: (r.loss if math.isfinite(r.loss) else math.inf))
+            rows.append(
+                Ranked(
+                    stage=t.user_attrs.get("stage", name.rsplit("/", 1)[-1]),
+                    number=t.number,
+                    loss=float(loss),
+                    figures=figures,
+                    candidate=t.user_attrs.get("candidate", t.params),
+                    substage=t.user_attrs.get("substage", ""),
+                )
+            )
+    rows.sort(key=lambda r: r.loss if math.isfinite(r.loss) else math.inf)
     return rows
 
 
 def record_cost(study: optuna.Study, cost: CostEvaluator) -> None:
     cls = type(cost)
-    study.set_user_attr(COST_ATTR, {"target": f"{cls.__module__}.{cls.__qualname__}",
-                                    "kwargs": cost.settings()})
+    study.set_user_attr(
+        COST_ATTR, {"target": f"{cls.__module__}.{cls.__qualname__}", "kwargs": cost.settings()}
+    )
 
 
 def recorded_cost(study: optuna.Study) -> CostEvaluator:

@@ -36,7 +36,9 @@ class TrialSuggest:
         self.fixed[name] = value
         return value
 
-    def int(self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False) -> int:
+    def int(
+        self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
+    ) -> int:
         if self._searched(group):
             return self.trial.suggest_int(name, low, high, log=log)
         return int(self._held(name, default))
@@ -76,7 +78,9 @@ class UniformSuggest:
     def _searched(self, group: str) -> bool:
         return self.active is None or group in self.active
 
-    def int(self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False) -> int:
+    def int(
+        self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
+    ) -> int:
         if not self._searched(group):
             return int(self.base.get(name, default))
         u = self.draw()

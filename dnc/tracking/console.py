@@ -57,7 +57,10 @@ class SearchConsole:
             self.console.print(*args)
 
     def search_start(self, name: str, storage: str, tracking: str, notes: Sequence[str]) -> None:
-        self.print(f"[bold]dnc[/bold] search [cyan]{name}[/cyan]  storage={storage}  tracking={tracking or 'off'}")
+        self.print(
+            f"[bold]dnc[/bold] search [cyan]{name}[/cyan]  storage={storage}  "
+            f"tracking={tracking or 'off'}"
+        )
         for note in notes:
             self.print(f"  {note}")
 
@@ -67,8 +70,16 @@ class SearchConsole:
         self.print(f"[bold]stage {stage}[/bold] ({label}{size}{resumed})")
 
     def trial(
-        self, stage: str, done: int, budget: int, number: int, figures: Mapping[str, float] | None,
-        loss: float | None, best: float, fail_reason: str | None = None, substage: str = "",
+        self,
+        stage: str,
+        done: int,
+        budget: int,
+        number: int,
+        figures: Mapping[str, float] | None,
+        loss: float | None,
+        best: float,
+        fail_reason: str | None = None,
+        substage: str = "",
     ) -> None:
         where = f"{stage}:{substage}" if substage else stage
         head = escape(f"  [{where} {done:>3}/{budget}]") + f" trial {number:>3}"
@@ -78,25 +89,43 @@ class SearchConsole:
             return
         mark = " [green]*[/green]" if loss <= best else ""
         self.print(
-            f"{head}  val {figures['best_val_acc']:6.2f}%  t_epoch {figures['t_epoch'] * 1e3:7.1f} ms"
+            f"{head}  val {figures['best_val_acc']:6.2f}%  "
+            f"t_epoch {figures['t_epoch'] * 1e3:7.1f} ms"
             f"  params {int(figures['numparams']):>9,}  loss {loss:+.4f}{mark}  | {best_txt}"
         )
 
     def table(
-        self, title: str, rows: Sequence[Ranked], extra: Sequence[str] = (),
+        self,
+        title: str,
+        rows: Sequence[Ranked],
+        extra: Sequence[str] = (),
         describe_candidate: Callable[[Mapping[str, Any]], str] = describe,
     ) -> None:
         table = Table(title=title, title_justify="left")
-        for col in ("#", "found by", "trial", "val acc %", "t_epoch ms", "params", *extra,
-                    "search loss", "candidate"):
+        for col in (
+            "#",
+            "found by",
+            "trial",
+            "val acc %",
+            "t_epoch ms",
+            "params",
+            *extra,
+            "search loss",
+            "candidate",
+        ):
             table.add_column(col, justify="left" if col in ("found by", "candidate") else "right")
         for rank, row in enumerate(rows, 1):
             f = row.figures
             table.add_row(
-                str(rank), row.found_by, str(row.number), f"{f['best_val_acc']:.2f}",
-                f"{f['t_epoch'] * 1e3:.1f}", f"{int(f['numparams']):,}",
+                str(rank),
+                row.found_by,
+                str(row.number),
+                f"{f['best_val_acc']:.2f}",
+                f"{f['t_epoch'] * 1e3:.1f}",
+                f"{int(f['numparams']):,}",
                 *(f"{f.get(key, float('nan')):.4g}" for key in extra),
-                f"{row.loss:+.4f}", describe_candidate(row.candidate),
+                f"{row.loss:+.4f}",
+                describe_candidate(row.candidate),
             )
         if not self.quiet:
             self.console.print(table)

@@ -45,7 +45,9 @@ class Tracker:
             self.client = MlflowClient(tracking_uri=uri)
             found = self.client.get_experiment_by_name(experiment)
             self.experiment_id = (
-                found.experiment_id if found is not None else self.client.create_experiment(experiment)
+                found.experiment_id
+                if found is not None
+                else self.client.create_experiment(experiment)
             )
         except Exception as err:  # unreachable server, unwritable file, bad scheme ...
             raise UserError(f"tracking.uri={uri!r}: cannot open the MLflow store ({err})") from err
@@ -71,7 +73,13 @@ class Tracker:
 
     # -- stages and trials (nested runs) ------------------------------------------------------
     def start_stage(
-        self, search_run: str, *, search: str, stage: str, study: str, params: Mapping[str, Any],
+        self,
+        search_run: str,
+        *,
+        search: str,
+        stage: str,
+        study: str,
+        params: Mapping[str, Any],
         run_id: str | None = None,
     ) -> str:
         """Open (or reopen) a stage's run, nested under the search's run."""
@@ -82,27 +90,48 @@ class Tracker:
             except Exception:
                 pass
         run = self.client.create_run(
-            self.experiment_id, run_name=stage,
-            tags={PARENT_TAG: search_run, "dnc.search": search, "dnc.kind": "stage",
-                  "stage": stage, "study_name": study},
+            self.experiment_id,
+            run_name=stage,
+            tags={
+                PARENT_TAG: search_run,
+                "dnc.search": search,
+                "dnc.kind": "stage",
+                "stage": stage,
+                "study_name": study,
+            },
         )
         self._log_params(run.info.run_id, params)
         return run.info.run_id
 
     def start_trial(
-        self, parent_id: str, *, search: str, stage: str, study: str, number: int,
-        candidate: Mapping[str, Any], search_run: str = "", substage: str = "",
+        self,
+        parent_id: str,
+        *,
+        search: str,
+        stage: str,
+        study: str,
+        number: int,
+        candidate: Mapping[str, Any],
+        search_run: str = "",
+        substage: str = "",
     ) -> str:
         """Open a trial's run, nested under ``parent_id`` (its stage's run)."""
         tags = {
-            PARENT_TAG: parent_id, "dnc.search": search, "dnc.kind": "trial",
-            "dnc.search_run_id": search_run or parent_id, "stage": stage,
-            "trial_number": str(number), "study_name": study,
+            PARENT_TAG: parent_id,
+            "dnc.search": search,
+            "dnc.kind": "trial",
+            "dnc.search_run_id": search_run or parent_id,
+            "stage": stage,
+            "trial_number": str(number),
+            "study_name": study,
         }
         if substage:
             tags["substage"] = substage
-        run = self.client.create_run(self.experiment_id, tags=tags,
-                                     run_name=f"{stage}{'-' + substage if substage else ''}-{number:03d}")
+        run = self.client.create_run(
+            self.experiment_id,
+            tags=tags,
+            run_name=f"{stage}{'-' + substage if substage else ''}-{number:03d}",
+        )
         self._log_params(run.info.run_id, candidate)
         return run.info.run_id
 
@@ -110,8 +139,12 @@ class Tracker:
         self.client.log_batch(run_id, metrics=self._metrics(metrics))
 
     def end_trial(
-        self, run_id: str, *, figures: Mapping[str, float] | None = None,
-        loss: float | None = None, curves: Mapping[str, Sequence[float]] | None = None,
+        self,
+        run_id: str,
+        *,
+        figures: Mapping[str, float] | None = None,
+        loss: float | None = None,
+        curves: Mapping[str, Sequence[float]] | None = None,
         fail_reason: str | None = None,
     ) -> None:
         from mlflow.entities import Metric
@@ -119,8 +152,11 @@ class Tracker:
         metrics: list[Metric] = []
         for key, values in (curves or {}).items():
             now = int(time.time() * 1000)
-            metrics += [Metric(key, float(v), now, step) for step, v in enumerate(values)
-                        if math.isfinite(float(v))]
+            metrics += [
+                Metric(key, float(v), now, step)
+                for step, v in enumerate(values)
+                if math.isfinite(float(v))
+            ]
         final = dict(figures or {})
         if loss is not None:
             final["search_loss"] = loss
@@ -131,8 +167,9 @@ class Tracker:
 
             tags.append(RunTag("fail_reason", fail_reason[:4000]))
         for start in range(0, len(metrics), 900):  # MLflow's batch limit is 1000
-            self.client.log_batch(run_id, metrics=metrics[start : start + 900],
-                                  tags=tags if start == 0 else [])
+            self.client.log_batch(
+                run_id, metrics=metrics[start : start + 900], tags=tags if start == 0 else []
+            )
         if not metrics and tags:
             self.client.log_batch(run_id, tags=tags)
         self.client.set_terminated(run_id, status="FAILED" if fail_reason else "FINISHED")

@@ -37,11 +37,15 @@ def resolve_search(storage: optuna.storages.BaseStorage, search: str | None) -> 
     found = searches_in(storage)
     if search is None:
         if len(found) != 1:
-            raise UserError(f"the storage holds {len(found)} searches ({', '.join(found) or 'none'}); "
-                            "name one with search=NAME")
+            raise UserError(
+                f"the storage holds {len(found)} searches ({', '.join(found) or 'none'}); "
+                "name one with search=NAME"
+            )
         return found[0]
     if search not in found:
-        raise UserError(f"search {search!r} is not in the storage; it holds: {', '.join(found) or 'none'}")
+        raise UserError(
+            f"search {search!r} is not in the storage; it holds: {', '.join(found) or 'none'}"
+        )
     return search
 
 
@@ -55,8 +59,12 @@ def search_run_id(storage: optuna.storages.BaseStorage, search: str) -> str | No
     return optuna.load_study(study_name=first, storage=storage).user_attrs.get(PARENT_RUN_ATTR)
 
 
-def rescore(storage: optuna.storages.BaseStorage, search: str, wcs: Sequence[float],
-            cost: CostEvaluator | None = None) -> list[Pick]:
+def rescore(
+    storage: optuna.storages.BaseStorage,
+    search: str,
+    wcs: Sequence[float],
+    cost: CostEvaluator | None = None,
+) -> list[Pick]:
     """For each ``wc``, the ranking of every finished trial under ``log10(fp + wc * fc)``."""
     cost = cost or search_cost(storage, search)
     picks = []
@@ -96,16 +104,30 @@ def plot_front(picks: Sequence[Pick], cost: CostEvaluator, path: Path, title: st
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     ax.scatter(xs, ys, s=18, c="#9aa5b1", label="trials", zorder=2)
     front = pareto_front(list(zip(xs, ys, strict=True)))
-    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="#1f77b4",
-            lw=1.5, label="front", zorder=3)
+    ax.step(
+        [xs[i] for i in front],
+        [ys[i] for i in front],
+        where="post",
+        color="#1f77b4",
+        lw=1.5,
+        label="front",
+        zorder=3,
+    )
     markers = "*DPXos^v<>"
     for k, pick in enumerate(picks):
-        ax.scatter([pick.complexity], [pick.best.figures["best_val_acc"]], s=140,
-                   marker=markers[k % len(markers)], zorder=4, edgecolors="black",
-                   label=f"wc={pick.wc:g}: {pick.best.found_by} #{pick.best.number}")
+        ax.scatter(
+            [pick.complexity],
+            [pick.best.figures["best_val_acc"]],
+            s=140,
+            marker=markers[k % len(markers)],
+            zorder=4,
+            edgecolors="black",
+            label=f"wc={pick.wc:g}: {pick.best.found_by} #{pick.best.number}",
+        )
     ax.set_xscale("log" if min(xs) > 0 and max(xs) / max(min(xs), 1e-12) > 30 else "linear")
-    norm = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in cost.settings().items())
+    norm = ", ".join(
+        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in cost.settings().items()
+    )
     ax.set_xlabel(f"complexity fc ({cost.name}; {norm})")
     ax.set_ylabel("best validation accuracy (%)")
     ax.set_title(title)
@@ -119,10 +141,22 @@ def plot_front(picks: Sequence[Pick], cost: CostEvaluator, path: Path, title: st
 
 
 def picks_json(picks: Sequence[Pick], search: str, cost: CostEvaluator) -> str:
-    return json.dumps({
-        "search": search, "cost": {"name": cost.name, **cost.settings()},
-        "picks": [{"wc": p.wc, "stage": p.best.found_by, "trial": p.best.number,
-                   "search_loss": p.best.loss, "complexity": p.complexity,
-                   "figures": dict(p.best.figures), "candidate": dict(p.best.candidate)}
-                  for p in picks],
-    }, indent=2)
+    return json.dumps(
+        {
+            "search": search,
+            "cost": {"name": cost.name, **cost.settings()},
+            "picks": [
+                {
+                    "wc": p.wc,
+                    "stage": p.best.found_by,
+                    "trial": p.best.number,
+                    "search_loss": p.best.loss,
+                    "complexity": p.complexity,
+                    "figures": dict(p.best.figures),
+                    "candidate": dict(p.best.candidate),
+                }
+                for p in picks
+            ],
+        },
+        indent=2,
+    )

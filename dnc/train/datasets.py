@@ -26,7 +26,9 @@ def _check_split(val_split: float) -> float:
 def split_validation(
     x: np.ndarray, y: np.ndarray, val_split: float, seed: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Hold out ``val_split`` of ``(x, y)`` at random (fixed by ``seed``): ``xtr, ytr, xva, yva``."""
+    """Hold out ``val_split`` of ``(x, y)`` at random, fixed by ``seed``.
+
+    Returns ``xtr, ytr, xva, yva``."""
     n = len(x)
     n_val = max(1, round(n * val_split))
     if n_val >= n:
@@ -49,12 +51,16 @@ def to_tensor_data(
     labels = np.concatenate([ytr, yva, yte])
     if labels.min() < 0:
         raise UserError(f"dataset {name}: labels must be non-negative class indices")
+
     def f(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
+
     def i(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(a), dtype=torch.int64)
-    return TensorData(f(xtr), i(ytr), f(xva), i(yva), f(xte), i(yte),
-                      num_classes=int(labels.max()) + 1, name=name)
+
+    return TensorData(
+        f(xtr), i(ytr), f(xva), i(yva), f(xte), i(yte), num_classes=int(labels.max()) + 1, name=name
+    )
 
 
 class Digits(Dataset):
@@ -76,8 +82,9 @@ class Digits(Dataset):
         x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]  # n x 1 x 8 x 8
         y = bunch.target.astype(np.int64)
         xrest, yrest, xte, yte = split_validation(x, y, self.test_split, seed=0)
-        return to_tensor_data(self.name, *split_validation(xrest, yrest, self.val_split, seed),
-                              xte, yte)
+        return to_tensor_data(
+            self.name, *split_validation(xrest, yrest, self.val_split, seed), xte, yte
+        )
 
 
 class Npz(Dataset):
@@ -98,12 +105,15 @@ class Npz(Dataset):
             with np.load(self.path, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
         except Exception as err:  # zipfile.BadZipFile, ValueError, OSError ...
-            raise UserError(f"dataset.path={str(self.path)!r} is not a readable .npz file ({err})") from err
+            raise UserError(
+                f"dataset.path={str(self.path)!r} is not a readable .npz file ({err})"
+            ) from err
         missing = [k for k in self.REQUIRED if k not in arrays]
         if missing:
             raise UserError(
                 f"{self.path}: missing key(s) {', '.join(missing)}; an npz dataset needs "
-                f"xtr ytr xte yte (and optionally xva yva), found {', '.join(sorted(arrays)) or 'none'}"
+                "xtr ytr xte yte (and optionally xva yva), found "
+                f"{', '.join(sorted(arrays)) or 'none'}"
             )
         if ("xva" in arrays) != ("yva" in arrays):
             raise UserError(f"{self.path}: give both xva and yva, or neither")
@@ -143,8 +153,12 @@ _LAYOUTS = {
     "cifar10": "cifar-10-batches-py",
     "cifar100": "cifar-100-python",
 }
-_TV_CLASSES = {"mnist": "MNIST", "fmnist": "FashionMNIST", "cifar10": "CIFAR10",
-               "cifar100": "CIFAR100"}
+_TV_CLASSES = {
+    "mnist": "MNIST",
+    "fmnist": "FashionMNIST",
+    "cifar10": "CIFAR10",
+    "cifar100": "CIFAR100",
+}
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -182,8 +196,14 @@ class TorchvisionFolder(Dataset):
     training set's statistics. ``download=true`` fetches through torchvision (if installed).
     """
 
-    def __init__(self, name: str, root: str = "data", val_split: float = 0.2,
-                 download: bool = False, normalize: bool = True) -> None:
+    def __init__(
+        self,
+        name: str,
+        root: str = "data",
+        val_split: float = 0.2,
+        download: bool = False,
+        normalize: bool = True,
+    ) -> None:
         if name not in _LAYOUTS:
             raise UserError(f"dataset.name={name!r}: choose one of {sorted(_LAYOUTS)}")
         self.name = name
@@ -209,7 +229,9 @@ class TorchvisionFolder(Dataset):
         try:
             import torchvision.datasets as tvd
         except ImportError as err:
-            raise UserError("dataset.download=true needs torchvision: pip install torchvision") from err
+            raise UserError(
+                "dataset.download=true needs torchvision: pip install torchvision"
+            ) from err
         cls = getattr(tvd, _TV_CLASSES[self.name])
         for train in (True, False):
             cls(str(self.root), train=train, download=True)
@@ -220,9 +242,11 @@ class TorchvisionFolder(Dataset):
             raise self._missing(folder)
         try:
             if self.name in ("mnist", "fmnist"):
-                parts = [_read_idx(_idx_file(folder, f"{s}-{k}"))
-                         for s in ("train", "t10k")
-                         for k in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+                parts = [
+                    _read_idx(_idx_file(folder, f"{s}-{k}"))
+                    for s in ("train", "t10k")
+                    for k in ("images-idx3-ubyte", "labels-idx1-ubyte")
+                ]
                 xtr, ytr, xte, yte = parts
                 return xtr[:, None], ytr, xte[:, None], yte
             if self.name == "cifar10":
@@ -236,14 +260,18 @@ class TorchvisionFolder(Dataset):
         except FileNotFoundError as err:
             raise self._missing(Path(err.filename or folder)) from err
         except (pickle.UnpicklingError, EOFError, KeyError, ValueError, IndexError) as err:
-            raise UserError(f"{self.name}: files in {folder} are damaged ({err!r}); fetch them again") from err
+            raise UserError(
+                f"{self.name}: files in {folder} are damaged ({err!r}); fetch them again"
+            ) from err
         try:
             xtr = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
             ytr = np.concatenate([np.asarray(b[key]) for b in batches])
             xte = np.asarray(test[b"data"]).reshape(-1, 3, 32, 32)
             yte = np.asarray(test[key])
         except (KeyError, ValueError) as err:
-            raise UserError(f"{self.name}: files in {folder} are damaged ({err!r}); fetch them again") from err
+            raise UserError(
+                f"{self.name}: files in {folder} are damaged ({err!r}); fetch them again"
+            ) from err
         return xtr, ytr, xte, yte
 
     def load(self, seed: int) -> TensorData:
@@ -256,4 +284,6 @@ class TorchvisionFolder(Dataset):
             mean = xtr.mean(axis=(0, 2, 3), keepdims=True)
             std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
             xtr, xte = (xtr - mean) / std, (xte - mean) / std
-        return to_tensor_data(self.name, *split_validation(xtr, ytr, self.val_split, seed), xte, yte)
+        return to_tensor_data(
+            self.name, *split_validation(xtr, ytr, self.val_split, seed), xte, yte
+        )

@@ -1,6 +1,7 @@
+from dnc_mlp.space import MLPSpace
+
 from dnc.plugins import DataSpec
 from dnc.testing import SearchSpaceContract
-from dnc_mlp.space import MLPSpace
 
 
 class TestMLPSpaceContract(SearchSpaceContract):

@@ -42,13 +42,23 @@ class DivergingMLP(MLPSpace):
 
 def _search(tmp_path, space, trials=6, max_failures=10) -> Search:
     settings = SearchSettings(
-        name="fail", stages=(StageSpec("core", groups=("core",), trials=trials),),
-        sampler="random", bo=BOSettings(prior_states=trials, steps=0), seed=1,
-        storage_url=f"sqlite:///{tmp_path}/s.db", max_failures_in_a_row=max_failures,
+        name="fail",
+        stages=(StageSpec("core", groups=("core",), trials=trials),),
+        sampler="random",
+        bo=BOSettings(prior_states=trials, steps=0),
+        seed=1,
+        storage_url=f"sqlite:///{tmp_path}/s.db",
+        max_failures_in_a_row=max_failures,
     )
-    return Search(settings, space=space, dataset=Digits(), cost=NumParams(),
-                  trainer=TrainerSettings(epochs=1), console=SearchConsole(quiet=True),
-                  tracker=Tracker(f"sqlite:///{tmp_path}/mlflow.db"))
+    return Search(
+        settings,
+        space=space,
+        dataset=Digits(),
+        cost=NumParams(),
+        trainer=TrainerSettings(epochs=1),
+        console=SearchConsole(quiet=True),
+        tracker=Tracker(f"sqlite:///{tmp_path}/mlflow.db"),
+    )
 
 
 def test_nan_trial_is_failed_with_reason_and_search_goes_on(tmp_path):

@@ -21,11 +21,23 @@ from dnc.train.trainer import TrainerSettings
 def storage_url(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("rescore")
     url = f"sqlite:///{tmp}/s.db"
-    settings = SearchSettings(name="rs", wc=0.1, sampler="random", seed=3,
-                              stages=(StageSpec("core", groups=("core", "train"), trials=8),),
-                              bo=BOSettings(prior_states=8, steps=0), storage_url=url)
-    Search(settings, space=MLPSpace(), dataset=Digits(), cost=TEpoch(),
-           trainer=TrainerSettings(epochs=2), console=SearchConsole(quiet=True)).run()
+    settings = SearchSettings(
+        name="rs",
+        wc=0.1,
+        sampler="random",
+        seed=3,
+        stages=(StageSpec("core", groups=("core", "train"), trials=8),),
+        bo=BOSettings(prior_states=8, steps=0),
+        storage_url=url,
+    )
+    Search(
+        settings,
+        space=MLPSpace(),
+        dataset=Digits(),
+        cost=TEpoch(),
+        trainer=TrainerSettings(epochs=2),
+        console=SearchConsole(quiet=True),
+    ).run()
     return url
 
 
@@ -50,7 +62,8 @@ def test_rescoring_equals_a_fresh_computation(storage_url, wc):
         expected = math.log10((100 - f["best_val_acc"]) / 100 + wc * f["t_epoch"] / tbar)
         assert row.loss == pytest.approx(expected, rel=1e-9)
         assert row.loss == pytest.approx(
-            search_loss(performance_term(f["best_val_acc"]), f["t_epoch"] / tbar, wc))
+            search_loss(performance_term(f["best_val_acc"]), f["t_epoch"] / tbar, wc)
+        )
     losses = [r.loss for r in rows]
     assert losses == sorted(losses)
 

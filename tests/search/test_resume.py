@@ -19,8 +19,15 @@ from optuna.trial import TrialState
 
 pytestmark = pytest.mark.slow
 
-ARGS = ("search.bo.prior_states=4", "search.bo.steps=2", "trainer.epochs=6", "search.sampler=tpe",
-        "storage.heartbeat_interval=1", "storage.grace_period=3", "search.name=killme")
+ARGS = (
+    "search.bo.prior_states=4",
+    "search.bo.steps=2",
+    "trainer.epochs=6",
+    "search.sampler=tpe",
+    "storage.heartbeat_interval=1",
+    "storage.grace_period=3",
+    "search.name=killme",
+)
 
 
 def _states(db: Path, study: str) -> list[str]:
@@ -33,7 +40,9 @@ def _states(db: Path, study: str) -> list[str]:
         rows = con.execute(
             "select t.state, exists(select 1 from trial_user_attributes a where "
             "a.trial_id = t.trial_id and a.key = 'mlflow_run_id') from trials t "
-            "join studies s on s.study_id = t.study_id where s.study_name = ?", (study,)).fetchall()
+            "join studies s on s.study_id = t.study_id where s.study_name = ?",
+            (study,),
+        ).fetchall()
     except sqlite3.OperationalError:  # tables not created yet
         return []
     finally:
@@ -44,8 +53,13 @@ def _states(db: Path, study: str) -> list[str]:
 def test_sigkill_mid_stage_then_resume(tmp_path: Path):
     db = tmp_path / "run" / "optuna.db"
     cmd = [sys.executable, "-m", "dnc", f"hydra.run.dir={tmp_path}/run", *ARGS]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     try:
         while time.time() < deadline:  # wait until the core stage is half done, a trial running
@@ -62,7 +76,9 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path):
 
     storage = f"sqlite:///{db}"
     before = optuna.load_study(study_name="killme/core", storage=storage).get_trials()
-    finished_before = {t.number: t.datetime_complete for t in before if t.state == TrialState.COMPLETE}
+    finished_before = {
+        t.number: t.datetime_complete for t in before if t.state == TrialState.COMPLETE
+    }
     assert any(t.state == TrialState.RUNNING for t in before)
 
     resumed = run_dnc(tmp_path, *ARGS, check=True)
@@ -76,8 +92,14 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path):
         assert core[number].datetime_complete == finished
     killed = [t for t in core if t.state == TrialState.FAIL]
     assert len(killed) == 1 and "fail_reason" not in killed[0].user_attrs
-    assert len(optuna.load_study(study_name="killme/train", storage=storage).get_trials(
-        states=(TrialState.COMPLETE,))) == 6
+    assert (
+        len(
+            optuna.load_study(study_name="killme/train", storage=storage).get_trials(
+                states=(TrialState.COMPLETE,)
+            )
+        )
+        == 6
+    )
     arch = optuna.load_study(study_name="killme/arch", storage=storage).get_trials()
     assert arch and all(t.state == TrialState.COMPLETE for t in arch)
 
@@ -100,10 +122,15 @@ def test_a_trial_orphaned_before_its_first_heartbeat_is_failed(tmp_path: Path):
     from dnc.train.datasets import Digits
     from dnc.train.trainer import TrainerSettings
 
-    search = Search(SearchSettings(name="o", storage_url=f"sqlite:///{tmp_path}/o.db",
-                                   heartbeat_interval=1, grace_period=2),
-                    space=MLPSpace(), dataset=Digits(), cost=NumParams(),
-                    trainer=TrainerSettings(epochs=1))
+    search = Search(
+        SearchSettings(
+            name="o", storage_url=f"sqlite:///{tmp_path}/o.db", heartbeat_interval=1, grace_period=2
+        ),
+        space=MLPSpace(),
+        dataset=Digits(),
+        cost=NumParams(),
+        trainer=TrainerSettings(epochs=1),
+    )
     study = optuna.create_study(study_name="o/core", storage=search.storage)
     orphan = study.ask()  # RUNNING, no heartbeat, no worker mark
     search._fail_dead_trials(study)

@@ -27,8 +27,13 @@ def finished(tmp_path_factory):
 def test_default_search_prints_progress_and_a_table(finished):
     _, proc = finished
     out = proc.stdout
-    for stage in ("stage core", "stage arch", "stage train", "sub-stage activation",
-                  "sub-stage dropout"):
+    for stage in (
+        "stage core",
+        "stage arch",
+        "stage train",
+        "sub-stage activation",
+        "sub-stage dropout",
+    ):
         assert stage in out
     assert out.count("trial ") >= 10
     assert "found by" in out
@@ -110,13 +115,18 @@ def test_report_rescores_and_draws_the_front(finished):
     storage = f"sqlite:///{cwd}/run/optuna.db"
     from dnc.search import open_storage, ranked_trials
 
-    assert picks[1]["search_loss"] == pytest.approx(ranked_trials(open_storage(storage),
-                                                                  "digits-mlp")[0].loss)
+    assert picks[1]["search_loss"] == pytest.approx(
+        ranked_trials(open_storage(storage), "digits-mlp")[0].loss
+    )
     client = MlflowClient(tracking_uri=f"sqlite:///{cwd}/mlflow.db")
-    parent = client.search_runs([client.get_experiment_by_name("dnc").experiment_id],
-                                filter_string="tags.`dnc.kind` = 'search'")[0]
+    parent = client.search_runs(
+        [client.get_experiment_by_name("dnc").experiment_id],
+        filter_string="tags.`dnc.kind` = 'search'",
+    )[0]
     assert [a.path for a in client.list_artifacts(parent.info.run_id, "report")] == [
-        "report/front-digits-mlp.json", "report/front-digits-mlp.png"]
+        "report/front-digits-mlp.json",
+        "report/front-digits-mlp.png",
+    ]
 
 
 def test_report_on_a_missing_run_dir_is_one_clear_line(tmp_path: Path):
@@ -127,8 +137,15 @@ def test_report_on_a_missing_run_dir_is_one_clear_line(tmp_path: Path):
 
 def test_tracking_uri_override(tmp_path: Path):
     uri = f"sqlite:///{tmp_path}/elsewhere.db"
-    run_dnc(tmp_path, "search.bo.prior_states=1", "search.bo.steps=0", "trainer.epochs=1",
-            f"tracking.uri={uri}", "tracking.experiment=other", check=True)
+    run_dnc(
+        tmp_path,
+        "search.bo.prior_states=1",
+        "search.bo.steps=0",
+        "trainer.epochs=1",
+        f"tracking.uri={uri}",
+        "tracking.experiment=other",
+        check=True,
+    )
     assert not (tmp_path / "mlflow.db").exists()
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("other")

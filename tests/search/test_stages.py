@@ -19,23 +19,39 @@ from dnc.tracking.mlflow_tracker import Tracker
 from dnc.train.datasets import Digits
 from dnc.train.trainer import TrainerSettings
 
-PAPER = (StageSpec("core", groups=("core",)), StageSpec("arch", kind="grid"),
-         StageSpec("train", groups=("train",)))
+PAPER = (
+    StageSpec("core", groups=("core",)),
+    StageSpec("arch", kind="grid"),
+    StageSpec("train", groups=("train",)),
+)
 
 
 def make_search(tmp_path, stages=PAPER, name="s", tracker=False, **kw) -> Search:
     kw.setdefault("bo", BOSettings(prior_states=3, steps=1))
-    settings = SearchSettings(name=name, stages=stages, sampler="random", seed=7,
-                              storage_url=f"sqlite:///{tmp_path}/s.db", **kw)
-    return Search(settings, space=MLPSpace(activations=("relu", "tanh", "elu")), dataset=Digits(),
-                  cost=TEpoch(), trainer=TrainerSettings(epochs=2),
-                  console=SearchConsole(quiet=True), output_dir=tmp_path / "run",
-                  tracker=Tracker(f"sqlite:///{tmp_path}/mlflow.db") if tracker else None)
+    settings = SearchSettings(
+        name=name,
+        stages=stages,
+        sampler="random",
+        seed=7,
+        storage_url=f"sqlite:///{tmp_path}/s.db",
+        **kw,
+    )
+    return Search(
+        settings,
+        space=MLPSpace(activations=("relu", "tanh", "elu")),
+        dataset=Digits(),
+        cost=TEpoch(),
+        trainer=TrainerSettings(epochs=2),
+        console=SearchConsole(quiet=True),
+        output_dir=tmp_path / "run",
+        tracker=Tracker(f"sqlite:///{tmp_path}/mlflow.db") if tracker else None,
+    )
 
 
 def trials(tmp_path, study: str, states=(TrialState.COMPLETE,)):
     return optuna.load_study(study_name=study, storage=f"sqlite:///{tmp_path}/s.db").get_trials(
-        states=states)
+        states=states
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +81,9 @@ def test_grid_tries_every_variant_once_and_skips_what_was_tried(paper):
     keys = [candidate_key(t.user_attrs["candidate"]) for t in grid]
     assert len(keys) == len(set(keys))
     # sub-stages run in the space's order: every activation trial precedes every dropout trial
-    assert max(t.number for t in grid if t.user_attrs["substage"] == "activation") < \
-        min(t.number for t in grid if t.user_attrs["substage"] == "dropout")
+    assert max(t.number for t in grid if t.user_attrs["substage"] == "activation") < min(
+        t.number for t in grid if t.user_attrs["substage"] == "dropout"
+    )
 
 
 def test_the_best_so_far_is_carried_between_stages(paper):
@@ -79,8 +96,10 @@ def test_the_best_so_far_is_carried_between_stages(paper):
         assert cand["num_hidden_layers"] == core_best["num_hidden_layers"]
         assert cand["lr"] == core_best["lr"] and cand["batch_size"] == core_best["batch_size"]
     # a dropout variant starts from the activation sub-stage's winner if it beat the best so far
-    act_best = min(trials(tmp, "s/core") + [t for t in arch if t.user_attrs["substage"] == "activation"],
-                   key=lambda t: t.value).user_attrs["candidate"]
+    act_best = min(
+        trials(tmp, "s/core") + [t for t in arch if t.user_attrs["substage"] == "activation"],
+        key=lambda t: t.value,
+    ).user_attrs["candidate"]
     for t in arch:
         if t.user_attrs["substage"] == "dropout":
             assert t.user_attrs["candidate"]["activation"] == act_best["activation"]
@@ -89,8 +108,9 @@ def test_the_best_so_far_is_carried_between_stages(paper):
         cand = t.user_attrs["candidate"]
         for key in ("num_hidden_layers", "activation", "dropout", "hidden_0"):
             assert cand.get(key) == before_train.get(key)
-    assert ranked_trials(storage, "s")[0].loss == min(t.value for t in
-                                                      trials(tmp, "s/core") + arch + trials(tmp, "s/train"))
+    assert ranked_trials(storage, "s")[0].loss == min(
+        t.value for t in trials(tmp, "s/core") + arch + trials(tmp, "s/train")
+    )
 
 
 def test_num_best_and_final_test(paper):
@@ -100,8 +120,11 @@ def test_num_best_and_final_test(paper):
     assert all(0 <= acc <= 100 for acc in result.test_acc.values())
     assert max(result.test_acc.values()) > 50  # retrained on train + val, digits is easy
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id],
-                              filter_string="tags.`dnc.kind` = 'trial'", max_results=500)
+    runs = client.search_runs(
+        [client.get_experiment_by_name("dnc").experiment_id],
+        filter_string="tags.`dnc.kind` = 'trial'",
+        max_results=500,
+    )
     tested = [r for r in runs if "final_test_acc" in r.data.metrics]
     assert len(tested) == 3
 
@@ -113,7 +136,11 @@ def test_mlflow_structure_search_stage_trial(paper):
     kinds = {r.info.run_id: r.data.tags["dnc.kind"] for r in runs}
     search = [r for r in runs if kinds[r.info.run_id] == "search"]
     stages = [r for r in runs if kinds[r.info.run_id] == "stage"]
-    assert len(search) == 1 and sorted(r.data.tags["stage"] for r in stages) == ["arch", "core", "train"]
+    assert len(search) == 1 and sorted(r.data.tags["stage"] for r in stages) == [
+        "arch",
+        "core",
+        "train",
+    ]
     for st in stages:
         assert st.data.tags["mlflow.parentRunId"] == search[0].info.run_id
     stage_ids = {r.info.run_id: r.data.tags["stage"] for r in stages}
@@ -129,8 +156,10 @@ def test_tbar_auto_is_recorded_on_the_study_and_the_run(paper):
     tbar = study.user_attrs["dnc.cost"]["kwargs"]["tbar_epoch"]
     assert isinstance(tbar, float) and 0 < tbar < 60
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
-    run = client.search_runs([client.get_experiment_by_name("dnc").experiment_id],
-                             filter_string="tags.`dnc.kind` = 'search'")[0]
+    run = client.search_runs(
+        [client.get_experiment_by_name("dnc").experiment_id],
+        filter_string="tags.`dnc.kind` = 'search'",
+    )[0]
     assert str(tbar) in run.data.params["cost_settings"]
 
 
@@ -143,8 +172,10 @@ def test_a_finished_search_run_again_trains_nothing(paper):
 
 
 def test_reordered_substages(tmp_path):
-    stages = (StageSpec("core", groups=("core",), trials=2),
-              StageSpec("arch", kind="grid", substages=("dropout", "activation")))
+    stages = (
+        StageSpec("core", groups=("core",), trials=2),
+        StageSpec("arch", kind="grid", substages=("dropout", "activation")),
+    )
     make_search(tmp_path, stages=stages, bo=BOSettings(prior_states=2, steps=0)).run()
     grid = sorted(trials(tmp_path, "s/arch"), key=lambda t: t.number)
     subs = [t.user_attrs["substage"] for t in grid]

@@ -35,10 +35,17 @@ def test_digits_shapes_and_split_sizes():
 
 def _write_npz(path: Path, with_val: bool = False) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    arrays = {"xtr": rng.normal(size=(120, 5)).astype(np.float32), "ytr": rng.integers(0, 3, 120),
-              "xte": rng.normal(size=(30, 5)).astype(np.float32), "yte": rng.integers(0, 3, 30)}
+    arrays = {
+        "xtr": rng.normal(size=(120, 5)).astype(np.float32),
+        "ytr": rng.integers(0, 3, 120),
+        "xte": rng.normal(size=(30, 5)).astype(np.float32),
+        "yte": rng.integers(0, 3, 30),
+    }
     if with_val:
-        arrays |= {"xva": rng.normal(size=(20, 5)).astype(np.float32), "yva": rng.integers(0, 3, 20)}
+        arrays |= {
+            "xva": rng.normal(size=(20, 5)).astype(np.float32),
+            "yva": rng.integers(0, 3, 20),
+        }
     np.savez(path, **arrays)
     return arrays
 
@@ -50,7 +57,9 @@ def test_npz_round_trip(tmp_path):
     assert torch.equal(data.xte, torch.from_numpy(arrays["xte"]))
     assert torch.equal(data.yte, torch.from_numpy(arrays["yte"]).long())
     # train + val is exactly the file's training set, rows kept with their labels
-    rows = {tuple(np.round(x, 6)): int(y) for x, y in zip(arrays["xtr"], arrays["ytr"], strict=True)}
+    rows = {
+        tuple(np.round(x, 6)): int(y) for x, y in zip(arrays["xtr"], arrays["ytr"], strict=True)
+    }
     for x, y in zip(torch.cat([data.xtr, data.xva]), torch.cat([data.ytr, data.yva]), strict=True):
         assert rows[tuple(np.round(x.numpy(), 6))] == int(y)
     assert data.num_classes == 3
@@ -81,9 +90,17 @@ def test_search_on_an_npz_file_through_the_cli(tmp_path):
     d = load_digits()
     x, y = d.data.astype(np.float32) / 16, d.target
     np.savez(tmp_path / "digits.npz", xtr=x[:1200], ytr=y[:1200], xte=x[1200:], yte=y[1200:])
-    proc = run_dnc(tmp_path, "dataset=npz", f"dataset.path={tmp_path}/digits.npz",
-                   "search.bo.prior_states=2", "search.bo.steps=0", "trainer.epochs=2",
-                   "cost=numparams", "search.name=npzsearch", check=True)
+    proc = run_dnc(
+        tmp_path,
+        "dataset=npz",
+        f"dataset.path={tmp_path}/digits.npz",
+        "search.bo.prior_states=2",
+        "search.bo.steps=0",
+        "trainer.epochs=2",
+        "cost=numparams",
+        "search.name=npzsearch",
+        check=True,
+    )
     assert "960 train / 240 val / 597 test" in proc.stdout
     assert (tmp_path / "run" / "results.json").exists()
 
@@ -99,16 +116,21 @@ def _idx(path: Path, array: np.ndarray, gz: bool) -> None:
         path.write_bytes(raw)
 
 
-@pytest.mark.parametrize(("name", "folder", "gz"), [("mnist", "MNIST", False),
-                                                   ("fmnist", "FashionMNIST", True)])
+@pytest.mark.parametrize(
+    ("name", "folder", "gz"), [("mnist", "MNIST", False), ("fmnist", "FashionMNIST", True)]
+)
 def test_mnist_layout(tmp_path, name, folder, gz):
     rng = np.random.default_rng(0)
     raw = tmp_path / folder / "raw"
     raw.mkdir(parents=True)
     xtr, ytr = rng.integers(0, 256, (50, 28, 28)), rng.integers(0, 10, 50)
     xte, yte = rng.integers(0, 256, (20, 28, 28)), rng.integers(0, 10, 20)
-    for stem, arr in (("train-images-idx3-ubyte", xtr), ("train-labels-idx1-ubyte", ytr),
-                      ("t10k-images-idx3-ubyte", xte), ("t10k-labels-idx1-ubyte", yte)):
+    for stem, arr in (
+        ("train-images-idx3-ubyte", xtr),
+        ("train-labels-idx1-ubyte", ytr),
+        ("t10k-images-idx3-ubyte", xte),
+        ("t10k-labels-idx1-ubyte", yte),
+    ):
         _idx(raw / stem, arr, gz)
     data = TorchvisionFolder(name, root=str(tmp_path), normalize=False).load(seed=0)
     assert data.xtr.shape[1:] == (1, 28, 28) and len(data.xtr) + len(data.xva) == 50
@@ -124,8 +146,10 @@ def write_cifar10(root: Path, n_per_batch: int = 40, n_test: int = 30, seed: int
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name in names:
         n = n_test if name == "test_batch" else n_per_batch
-        batch = {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"labels": rng.integers(0, 10, n).tolist()}
+        batch = {
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"labels": rng.integers(0, 10, n).tolist(),
+        }
         with open(folder / name, "wb") as fh:
             pickle.dump(batch, fh)
 
@@ -146,9 +170,14 @@ def test_cifar100_layout(tmp_path):
     folder.mkdir()
     for name, n in (("train", 60), ("test", 20)):
         with open(folder / name, "wb") as fh:
-            pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                         b"fine_labels": rng.integers(0, 100, n).tolist(),
-                         b"coarse_labels": rng.integers(0, 20, n).tolist()}, fh)
+            pickle.dump(
+                {
+                    b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                    b"fine_labels": rng.integers(0, 100, n).tolist(),
+                    b"coarse_labels": rng.integers(0, 20, n).tolist(),
+                },
+                fh,
+            )
     data = TorchvisionFolder("cifar100", root=str(tmp_path)).load(seed=0)
     assert len(data.xte) == 20 and data.xte.shape[1:] == (3, 32, 32)
 
