@@ -59,7 +59,17 @@ def _gp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
     return optuna.samplers.GPSampler(seed=ctx.seed, n_startup_trials=ctx.bo.prior_states)
 
 
-SAMPLERS: dict[str, SamplerFactory] = {"tpe": _tpe, "random": _random, "gp": _gp}
+def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
+    from dnc.bo import RampBOSampler  # torch, GPyTorch and BoTorch load only when used
+
+    return RampBOSampler(space=ctx.space, active=ctx.groups, base=ctx.base,
+                         prior_states=ctx.bo.prior_states, explore=ctx.bo.explore,
+                         fit_kernel=ctx.bo.fit_kernel, seed=ctx.seed)
+
+
+SAMPLERS: dict[str, SamplerFactory] = {
+    "ramp": _ramp, "tpe": _tpe, "random": _random, "gp": _gp,
+}
 
 
 def make_sampler(name: str, ctx: SamplerContext) -> optuna.samplers.BaseSampler:

@@ -136,6 +136,26 @@ class MLPSpace(SearchSpace):
             f"wd {float(c['weight_decay']):.2g} bs {int(c['batch_size'])}"
         )
 
+    def kernel_features(self) -> Sequence[Any]:
+        """What the ramp kernel compares (``dnc.bo``): hidden layers by total nodes (root 2) and
+        layer count; lr and weight decay in ``log10`` (weight decay 0 at its lower bound); batch
+        size; the activation as a categorical choice and the dropout probability as a number
+        over the grid's range, so grid-stage variants are told apart. A stage compares only the
+        features it searches."""
+        from dnc.bo.features import Categorical, MLPHidden, Scalar
+
+        t = self.training
+        dropouts = (self.dropout, *self.dropouts)
+        return (
+            MLPHidden(count="num_hidden_layers", widths="hidden_{i}",
+                      layers=self.hidden_layers, nodes=self.hidden_nodes),
+            Scalar("lr", *t.lr, log=True),
+            Scalar("weight_decay", *t.weight_decay, log=True, zero_at_lower=True),
+            Scalar("batch_size", *t.batch_size),
+            Categorical("activation", tuple(dict.fromkeys((self.activation, *self.activations)))),
+            Scalar("dropout", min(dropouts), max(dropouts)),
+        )
+
     def grid_substages(self) -> Sequence[str]:
         return ("activation", "dropout")
 

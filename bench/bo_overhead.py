@@ -1,0 +1,192 @@
+"""Seconds per ramp-BO proposal at n = 10, 30, 100 finished trials.
+
+One proposal is what a BO step costs besides training: read the study's trials, encode them,
+draw ``explore`` (1,000) random candidates through the space's define-by-run sampling, fit the
+GP (fixed or, ``*_fitted``, marginal-likelihood-fitted kernel hyperparameters), score every
+candidate by log-EI and answer the trial's parameters. It is timed end to end through Optuna
+(``study.ask()`` + sampling the space), median of ``--repeats`` proposals per point; each timed
+trial is then failed, so it never enters the data or the pending points.
+
+Spaces: the MLP space (0-2 hidden layers of 20-400 nodes + lr, weight decay, batch size) and a
+CNN-shaped space defined here (4-16 conv layers, first 16-64 channels, each next in
+``[c_prev, min(2 c_prev, 512)]``, + lr, weight decay, batch size; layer-wise kernel).
+
+    python bench/bo_overhead.py [--repeats 5] [--explore 1000]
+
+Fitted figures are for a search step: the sampler starts the marginal-likelihood fit from the
+previous step's hyperparameters (fitted at n - 1 trials); ``*_fitted_cold`` gives that previous,
+cold fit (from the paper's values), keyed by its n - 1.
+
+Last line: one JSON object with wall-clock seconds per proposal for ``mlp``, ``cnn``,
+``mlp_fitted``, ``cnn_fitted`` (and ``*_fitted_cold``) keyed by n, the same as CPU seconds
+(``cpu_seconds``: steadier when other processes share the cores; the load average before and
+after is recorded), the original implementation's published figures for comparison, and the
+machine. Proposals run torch on one thread (the sampler's choice for tensors this small).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import optuna
+import torch
+from dnc_mlp.space import MLPSpace
+from optuna.trial import TrialState
+
+from dnc.bo import LayerWidths, RampBOSampler, Scalar, doubling_bounds
+from dnc.plugins import Candidate, DataSpec, SearchSpace, Suggest, suggest_training
+from dnc.search.suggest import TrialSuggest
+
+NS = (10, 30, 100)
+ACTIVE = ("core", "train")
+
+# Measured for the original numpy implementation (Deep-n-Cheap), as given in the issue; not
+# re-measured here.
+ORIGINAL = {"mlp": {"10": 0.33, "30": 0.64, "100": 1.84},
+            "cnn": {"10": 0.40, "30": 0.95, "100": 2.98}}
+
+
+class ChainCNNSpace(SearchSpace):
+    """CNN-shaped: only what the kernel sees (no network is built in this benchmark)."""
+
+    name = "chain_cnn"
+
+    def sample(self, suggest: Suggest) -> Candidate:
+        n = suggest.int("num_conv_layers", 4, 16, group="core", default=8)
+        cand: Candidate = {"num_conv_layers": n}
+        prev = 0
+        for i in range(n):
+            lo, hi = (16, 64) if i == 0 else (prev, min(2 * prev, 512))
+            prev = suggest.int(f"channels_{i}", lo, hi, group="core", default=lo)
+            cand[f"channels_{i}"] = prev
+        cand.update(suggest_training(suggest))
+        return cand
+
+    def build(self, candidate: Mapping[str, Any], data: DataSpec) -> torch.nn.Module:
+        raise NotImplementedError("benchmark space: never built")
+
+    def kernel_features(self) -> tuple[Any, ...]:
+        return (
+            LayerWidths("channels_{i}", count="num_conv_layers",
+                        bounds=doubling_bounds((16, 64), 512, 16)),
+            Scalar("lr", 1e-5, 1e-1, log=True),
+            Scalar("weight_decay", 1e-6, 1e-3, log=True, zero_at_lower=True),
+            Scalar("batch_size", 32, 512),
+        )
+
+
+def synthetic_loss(c: Mapping[str, Any]) -> float:
+    """A smooth stand-in for the search loss (only its shape matters for the fit)."""
+    widths = [v for k, v in c.items() if k.startswith(("hidden_", "channels_"))]
+    size = math.log10(1 + sum(widths))
+    return ((math.log10(c["lr"]) + 3) ** 2 / 4 + (size - 2.5) ** 2 / 2
+            + c["batch_size"] / 1024 + 1e3 * c["weight_decay"])
+
+
+def machine() -> str:
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__} (proposals on 1 thread), CPU only")
+
+
+def study_with(space: SearchSpace, n: int, seed: int) -> optuna.Study:
+    """A study holding ``n`` finished trials of random candidates."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    for _ in range(n):
+        tell_candidate(study, space)
+    return study
+
+
+def tell_candidate(study: optuna.Study, space: SearchSpace) -> tuple[float, float]:
+    """Ask for one trial, sample the space through it and finish it; the wall and CPU seconds
+    the proposal (ask + sampling) took."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    trial = study.ask()
+    cand = space.sample(TrialSuggest(trial, ACTIVE))
+    elapsed = time.perf_counter() - wall, time.process_time() - cpu
+    trial.set_user_attr("candidate", cand)
+    study.tell(trial, synthetic_loss(cand))
+    return elapsed
+
+
+def timed_proposal(study: optuna.Study, space: SearchSpace) -> tuple[float, float]:
+    """Wall and CPU seconds for one BO proposal; the trial is then failed (kept out of the
+    data)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    trial = study.ask()
+    space.sample(TrialSuggest(trial, ACTIVE))
+    elapsed = time.perf_counter() - wall, time.process_time() - cpu
+    phase = study._storage.get_trial(trial._trial_id).system_attrs.get("dnc.bo", {})
+    assert phase.get("phase") == "bo", phase
+    study.tell(trial, state=TrialState.FAIL)
+    return elapsed
+
+
+def seconds_per_proposal(space: SearchSpace, n: int, fitted: bool, repeats: int,
+                         explore: int) -> dict[str, float]:
+    """Median wall (``wall``) and CPU (``cpu``) seconds of ``repeats`` proposals with ``n``
+    finished trials.
+
+    Fitted: as in a search, the step before (n - 1 trials, a cold fit from the paper's values,
+    timed as ``cold``) leaves its hyperparameters as the next fit's starting point.
+    """
+    warm, cold = [], []
+    for r in range(repeats):
+        study = study_with(space, n - 1 if fitted else n, seed=1000 * n + r)
+        study.sampler = RampBOSampler(space=space, active=ACTIVE, prior_states=min(n - 1, 10),
+                                      explore=explore, fit_kernel=fitted, seed=r)
+        if fitted:
+            cold.append(tell_candidate(study, space)[0])
+        warm.append(timed_proposal(study, space))
+    out = {"wall": statistics.median(w for w, _ in warm),
+           "cpu": statistics.median(c for _, c in warm)}
+    if cold:
+        out["cold"] = statistics.median(cold)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--explore", type=int, default=1000)
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spaces = {"mlp": MLPSpace(), "cnn": ChainCNNSpace()}
+    seconds_per_proposal(spaces["mlp"], 10, False, 1, args.explore)  # imports, warm caches
+    result: dict[str, Any] = {}
+    cpu: dict[str, dict[str, float]] = {}
+    load = os.getloadavg()[0]
+    for fitted in (False, True):
+        for name, space in spaces.items():
+            key = f"{name}_fitted" if fitted else name
+            result[key], cpu[key] = {}, {}
+            if fitted:
+                result[f"{key}_cold"] = {}
+            for n in NS:
+                t = seconds_per_proposal(space, n, fitted, args.repeats, args.explore)
+                result[key][str(n)] = round(t["wall"], 4)
+                cpu[key][str(n)] = round(t["cpu"], 4)
+                line = f"{key:>11}  n={n:<4} {t['wall']:.3f} s per proposal ({t['cpu']:.3f} s CPU)"
+                if "cold" in t:
+                    result[f"{key}_cold"][str(n - 1)] = round(t["cold"], 4)
+                    line += f"  cold fit at n={n - 1}: {t['cold']:.3f} s"
+                print(line, flush=True)
+    result["cpu_seconds"] = cpu
+    result["load_average_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+    result["original_published"] = {
+        **ORIGINAL, "note": "the original numpy implementation, as published; not measured here"}
+    result["explore"] = args.explore
+    result["repeats"] = args.repeats
+    result["machine"] = machine()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
