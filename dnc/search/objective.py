@@ -64,7 +64,6 @@ def evaluate(
         model, data,
         lr=float(candidate["lr"]), weight_decay=float(candidate["weight_decay"]),
         batch_size=int(candidate["batch_size"]), settings=trainer, seed=seed,
-        augment=data.extras.get("augment"),
     )
     figures: dict[str, float] = {
         "best_val_acc": result.best_val_acc,

@@ -62,7 +62,7 @@ class SearchConsole:
             f"tracking={tracking or 'off'}"
         )
         for note in notes:
-            self.print(f"  {note}")
+            self.print(f"  {escape(note)}")
 
     def stage_start(self, stage: str, label: str, budget: int, done: int) -> None:
         size = f"; {budget} trials" if budget else ""

@@ -194,6 +194,8 @@ class TorchvisionFolder(Dataset):
 
     Inputs are ``n x C x H x W``, scaled to [0, 1] and standardised per channel with the
     training set's statistics. ``download=true`` fetches through torchvision (if installed).
+    ``max_train``: keep only that many training examples (a random subset fixed by the seed),
+    for trying a search on a laptop.
     """
 
     def __init__(
@@ -203,7 +205,11 @@ class TorchvisionFolder(Dataset):
         val_split: float = 0.2,
         download: bool = False,
         normalize: bool = True,
+        max_train: int | None = None,
     ) -> None:
+        if max_train is not None and int(max_train) < 2:
+            raise UserError(f"dataset.max_train={max_train}: give at least 2, or null for all")
+        self.max_train = None if max_train is None else int(max_train)
         if name not in _LAYOUTS:
             raise UserError(f"dataset.name={name!r}: choose one of {sorted(_LAYOUTS)}")
         self.name = name
@@ -278,6 +284,9 @@ class TorchvisionFolder(Dataset):
         if self.download and not self.folder.is_dir():
             self._fetch()
         xtr, ytr, xte, yte = self._read()
+        if self.max_train is not None and self.max_train < len(xtr):
+            keep = np.sort(np.random.default_rng(seed).permutation(len(xtr))[: self.max_train])
+            xtr, ytr = xtr[keep], ytr[keep]
         xtr = xtr.astype(np.float32) / 255.0
         xte = xte.astype(np.float32) / 255.0
         if self.normalize:

@@ -194,3 +194,13 @@ def test_damaged_cifar_batch_is_a_user_error(tmp_path):
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"garbage")
     with pytest.raises(UserError, match="damaged"):
         TorchvisionFolder("cifar10", root=str(tmp_path)).load(seed=0)
+
+
+def test_max_train_keeps_a_seeded_subset(tmp_path):
+    write_cifar10(tmp_path)
+    small = TorchvisionFolder("cifar10", root=str(tmp_path), max_train=50).load(seed=0)
+    assert len(small.xtr) + len(small.xva) == 50 and len(small.xte) == 30
+    again = TorchvisionFolder("cifar10", root=str(tmp_path), max_train=50).load(seed=0)
+    assert torch.equal(small.ytr, again.ytr)
+    with pytest.raises(UserError, match="max_train"):
+        TorchvisionFolder("cifar10", root=str(tmp_path), max_train=0)
