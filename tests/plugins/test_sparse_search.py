@@ -1,0 +1,71 @@
+"""A sparse-MLP search on Morse end to end, scored by the hardware cost: through the Python API
+with a real Optuna storage, and through ``python -m dnc +experiment=morse``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import run_dnc
+from dnc_hwcost import HardwareCost
+from dnc_sparse import SparseMLPSpace, feasible_out_degrees
+from optuna.trial import TrialState
+
+from dnc.search import Search, SearchSettings, ranked_trials, score
+from dnc.search.samplers import BOSettings
+from dnc.search.storage import recorded_cost
+from dnc.train.morse import Morse
+from dnc.train.trainer import TrainerSettings
+
+
+def test_sparse_mlp_search_on_morse(tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    space = SparseMLPSpace(input_size=64, num_classes=64, hidden_layers=(1, 2),
+                           widths=(64, 128, 256), default_density=0.25)
+    search = Search(
+        SearchSettings(name="morse", storage_url=url, bo=BOSettings(prior_states=3, steps=1)),
+        space=space, dataset=Morse(examples_per_class=20, cache_dir=str(tmp_path)),
+        cost=HardwareCost(metric="clocks_per_sample"),
+        trainer=TrainerSettings(epochs=2, device="cpu"),
+    )
+    result = search.run()
+    assert result.best and result.cost_settings["normaliser"] == 36.0  # the reference's cpc
+
+    study = optuna.load_study(study_name="morse/core", storage=url)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 4
+    cost = recorded_cost(study)
+    assert isinstance(cost, HardwareCost) and cost.settings() == result.cost_settings
+    for t in trials:
+        cand, figures = t.user_attrs["candidate"], t.user_attrs["figures"]
+        sizes = [64, *space.widths(cand), 64]
+        d_out = [cand[f"d_out_{j}"] for j in range(len(sizes) - 1)]
+        for j, d in enumerate(d_out):
+            assert d in feasible_out_degrees(sizes[j], sizes[j + 1])
+            assert figures[f"hw_d_out_{j + 1}"] == d
+        edges = sum(n * d for n, d in zip(sizes[:-1], d_out, strict=True))
+        assert figures["numparams"] == edges + sum(sizes[1:])  # only edges and biases
+        assert figures["hw_feasible"] in (0.0, 1.0)
+        assert t.value == pytest.approx(score(figures, 0.1, cost))
+    # a finished study re-scores for another metric without training
+    rescored = ranked_trials(search.storage, "morse", wc=1.0,
+                             cost=HardwareCost(metric="memory_bits", normaliser=1e5))
+    assert len(rescored) == 4
+
+
+@pytest.mark.slow
+def test_morse_experiment_from_the_command_line(tmp_path: Path):
+    proc = run_dnc(
+        tmp_path, "+experiment=morse", "search=combined", "search.bo.prior_states=3",
+        "search.bo.steps=1", "trainer.epochs=2", "dataset.examples_per_class=20",
+        f"dataset.cache_dir={tmp_path}/cache", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"hydra.run.dir={tmp_path}/run", timeout=300, check=True,
+    )
+    assert "morse-sparse_mlp" in proc.stdout and "search loss" in proc.stdout
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["finished"] is True and results["cost"]["name"] == "hardware"
+    best = results["best"][0]
+    assert "hw_clocks_per_sample" in best["figures"] and "d_out_0" in best["candidate"]
+    assert list((tmp_path / "cache").glob("morse-*.npz"))
