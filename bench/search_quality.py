@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--prior-states", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--noise", type=float, default=1e-4,
+                        help="ramp BO noise variance on the standardised outcome (search.bo.noise)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: t_epoch of these tiny MLPs is far steadier on a "
                              "busy machine)")
@@ -92,7 +94,8 @@ def main() -> None:
     space = MLPSpace()
     data = Digits().load(seed=0)
     trainer = TrainerSettings(epochs=args.epochs)
-    bo = BOSettings(prior_states=args.prior_states, steps=args.trials - args.prior_states)
+    bo = BOSettings(prior_states=args.prior_states, steps=args.trials - args.prior_states,
+                    noise=args.noise)
     tbar = calibrate(space, data, trainer)
     print(f"tbar_epoch = {tbar:.4f} s (reference network)", flush=True)
     losses: dict[str, list[float]] = {s: [] for s in SAMPLERS}
@@ -116,7 +119,7 @@ def main() -> None:
                     "torch_threads": args.threads,
                     "trials": args.trials, "prior_states": args.prior_states, "wc": WC,
                     "groups": ["core", "train"], "seeds": args.seeds, "explore": bo.explore,
-                    "tbar_epoch": round(tbar, 5)},
+                    "tbar_epoch": round(tbar, 5), "ramp_noise": bo.noise},
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine(),
     }

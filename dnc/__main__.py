@@ -174,12 +174,13 @@ def main(cfg: DictConfig) -> None:
         _fail("interrupted; run the same command again to resume the search")
 
 
-def cli() -> None:
-    """Run ``main``; Hydra's multi-line composition errors become one ``dnc: error:`` line."""
+def run_cli(entry: Any) -> None:
+    """Run a ``@hydra.main`` entry point; Hydra's multi-line composition errors become one
+    ``dnc: error:`` line (the entry releases the held stderr once its task starts)."""
     held = _HeldStderr()
     sys.stderr = held
     try:
-        main()
+        entry()
     except SystemExit as exit_:
         if sys.stderr is held:
             sys.stderr = held.real
@@ -190,6 +191,11 @@ def cli() -> None:
         raise
     finally:
         held.release()
+
+
+def cli() -> None:
+    """``python -m dnc`` / the ``dnc`` command."""
+    run_cli(main)
 
 
 if __name__ == "__main__":

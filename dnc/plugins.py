@@ -107,7 +107,9 @@ class SearchSpace(abc.ABC):
         """The untrained network for ``candidate``; it maps ``batch x *input_shape`` to logits."""
 
     def kernel_features(self) -> Sequence[Any]:
-        """The features the ramp kernel compares (see ``dnc.bo``); empty: no ramp kernel."""
+        """The features the ramp kernel compares (see ``dnc.bo.features``); empty: every
+        sampled parameter gets a default feature (a ``Scalar`` over its bounds or a
+        ``Categorical``)."""
         return ()
 
     def grid(self, substage: str, candidate: Mapping[str, Any]) -> list[Candidate]:
@@ -159,6 +161,19 @@ class TrainingBounds:
     default_lr: float = 1e-3
     default_weight_decay: float = 0.0
     default_batch_size: int = 256
+
+    @classmethod
+    def coerce(cls, value: TrainingBounds | Mapping[str, Any] | None) -> TrainingBounds:
+        """``TrainingBounds`` from a config mapping (lists become tuples), or the defaults."""
+        if value is None:
+            return cls()
+        if isinstance(value, TrainingBounds):
+            return value
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+            for k, v in dict(value).items()
+        }
+        return cls(**fields)
 
     def check(self) -> None:
         for name in ("lr", "weight_decay", "batch_size"):

@@ -44,9 +44,7 @@ def main(cfg: DictConfig) -> None:
         if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
             raise UserError(f"no Optuna storage at {url}")
         wc_list = (
-            OmegaConf.to_container(cfg.wc, resolve=True)
-            if OmegaConf.is_list(cfg.wc)
-            else [cfg.wc]
+            OmegaConf.to_container(cfg.wc, resolve=True) if OmegaConf.is_list(cfg.wc) else [cfg.wc]
         )
         if not isinstance(wc_list, list) or not wc_list:
             raise UserError("wc: give a list of numbers, e.g. 'wc=[0,0.1,1]'")
@@ -106,20 +104,9 @@ def main(cfg: DictConfig) -> None:
 
 
 def cli() -> None:
-    from dnc.__main__ import _HeldStderr, _one_line
+    from dnc.__main__ import run_cli
 
-    held = _HeldStderr()
-    sys.stderr = held
-    try:
-        main()
-    except SystemExit as exit_:
-        if sys.stderr is held:
-            sys.stderr = held.real
-            if exit_.code not in (0, None) and held.getvalue().strip():
-                _fail(_one_line(held.getvalue()))
-        raise
-    finally:
-        held.release()
+    run_cli(main)
 
 
 if __name__ == "__main__":

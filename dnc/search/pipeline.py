@@ -70,7 +70,7 @@ class SearchSettings:
     name: str
     wc: float = 0.1
     stages: tuple[StageSpec, ...] = (StageSpec("core", groups=("core", "train")),)
-    sampler: str = "tpe"
+    sampler: str = "ramp"
     bo: BOSettings = field(default_factory=BOSettings)
     num_best: int = 5
     final_test: bool = False

@@ -19,8 +19,13 @@ class BOSettings:
     steps: int = 15
     explore: int = 1000
     fit_kernel: bool = False
+    noise: float = 1e-4
+    """Ramp BO: noise variance on the standardised outcome when the kernel is not fitted (the
+    original's 1e-4; raise it when t_epoch measurements are noisy)."""
 
     def __post_init__(self) -> None:
+        if not self.noise > 0:
+            raise UserError(f"search.bo.noise={self.noise}: must be > 0")
         if self.prior_states < 1 or self.steps < 0 or self.explore < 1:
             raise UserError(
                 "search.bo: prior_states and explore must be >= 1 and steps >= 0 "
@@ -62,13 +67,23 @@ def _gp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
 def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
     from dnc.bo import RampBOSampler  # torch, GPyTorch and BoTorch load only when used
 
-    return RampBOSampler(space=ctx.space, active=ctx.groups, base=ctx.base,
-                         prior_states=ctx.bo.prior_states, explore=ctx.bo.explore,
-                         fit_kernel=ctx.bo.fit_kernel, seed=ctx.seed)
+    return RampBOSampler(
+        space=ctx.space,
+        active=ctx.groups,
+        base=ctx.base,
+        prior_states=ctx.bo.prior_states,
+        explore=ctx.bo.explore,
+        fit_kernel=ctx.bo.fit_kernel,
+        noise=ctx.bo.noise,
+        seed=ctx.seed,
+    )
 
 
 SAMPLERS: dict[str, SamplerFactory] = {
-    "ramp": _ramp, "tpe": _tpe, "random": _random, "gp": _gp,
+    "ramp": _ramp,
+    "tpe": _tpe,
+    "random": _random,
+    "gp": _gp,
 }
 
 
@@ -77,5 +92,7 @@ def make_sampler(name: str, ctx: SamplerContext) -> optuna.samplers.BaseSampler:
     try:
         factory = SAMPLERS[name]
     except KeyError:
-        raise UserError(f"search.sampler={name!r}: choose one of {', '.join(sorted(SAMPLERS))}") from None
+        raise UserError(
+            f"search.sampler={name!r}: choose one of {', '.join(sorted(SAMPLERS))}"
+        ) from None
     return factory(ctx)

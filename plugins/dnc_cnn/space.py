@@ -117,12 +117,7 @@ class CNNSpace(SearchSpace):
         self.kernel_tap_choices = tuple(int(t) for t in kernel_tap_choices)
         self.kernel_dense_every = int(kernel_dense_every)
         self.grid_order = tuple(str(s) for s in grid_order)
-        if training is None:
-            training = TrainingBounds()
-        elif not isinstance(training, TrainingBounds):
-            training = TrainingBounds(**{k: tuple(v) if isinstance(v, Sequence) else v
-                                         for k, v in dict(training).items()})
-        self.training = training
+        self.training = TrainingBounds.coerce(training)
         self.check()
 
     # -- settings -----------------------------------------------------------------------------

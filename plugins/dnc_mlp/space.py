@@ -64,18 +64,15 @@ class MLPSpace(SearchSpace):
         self.activations = tuple(activations)
         self.dropout = float(dropout)
         self.dropouts = tuple(float(p) for p in dropouts)
-        if training is None:
-            training = TrainingBounds()
-        elif not isinstance(training, TrainingBounds):
-            training = TrainingBounds(**{k: tuple(v) if isinstance(v, Sequence) else v
-                                         for k, v in dict(training).items()})
-        self.training = training
+        self.training = TrainingBounds.coerce(training)
         self.check()
 
     def check(self) -> None:
         lo, hi = self.hidden_layers
         if not 0 <= lo <= hi:
-            raise UserError(f"search_space.hidden_layers=[{lo}, {hi}] must satisfy 0 <= low <= high")
+            raise UserError(
+                f"search_space.hidden_layers=[{lo}, {hi}] must satisfy 0 <= low <= high"
+            )
         lo_n, hi_n = self.hidden_nodes
         if not 1 <= lo_n <= hi_n:
             raise UserError(
@@ -84,7 +81,8 @@ class MLPSpace(SearchSpace):
         unknown = [a for a in (self.activation, *self.activations) if a not in ACTIVATIONS]
         if unknown:
             raise UserError(
-                f"search_space: unknown activation {unknown[0]!r}; choose from {sorted(ACTIVATIONS)}"
+                f"search_space: unknown activation {unknown[0]!r}; "
+                f"choose from {sorted(ACTIVATIONS)}"
             )
         if not all(0.0 <= p < 1.0 for p in (self.dropout, *self.dropouts)):
             raise UserError("search_space dropout probabilities must lie in [0, 1)")
@@ -97,9 +95,12 @@ class MLPSpace(SearchSpace):
         cand: Candidate = {"num_hidden_layers": n}
         for i in range(n):
             cand[f"hidden_{i}"] = suggest.int(
-                f"hidden_{i}", *self.hidden_nodes, group="core",
-                default=min(max(self.default_hidden_nodes, self.hidden_nodes[0]),
-                            self.hidden_nodes[1]),
+                f"hidden_{i}",
+                *self.hidden_nodes,
+                group="core",
+                default=min(
+                    max(self.default_hidden_nodes, self.hidden_nodes[0]), self.hidden_nodes[1]
+                ),
             )
         cand["activation"] = suggest.categorical(
             "activation", self.activations, group="arch", default=self.activation
@@ -147,8 +148,12 @@ class MLPSpace(SearchSpace):
         t = self.training
         dropouts = (self.dropout, *self.dropouts)
         return (
-            MLPHidden(count="num_hidden_layers", widths="hidden_{i}",
-                      layers=self.hidden_layers, nodes=self.hidden_nodes),
+            MLPHidden(
+                count="num_hidden_layers",
+                widths="hidden_{i}",
+                layers=self.hidden_layers,
+                nodes=self.hidden_nodes,
+            ),
             Scalar("lr", *t.lr, log=True),
             Scalar("weight_decay", *t.weight_decay, log=True, zero_at_lower=True),
             Scalar("batch_size", *t.batch_size),
