@@ -41,9 +41,10 @@ import torch
 from dnc_mlp.space import MLPSpace
 from optuna.trial import TrialState
 
-from dnc.bo import LayerWidths, RampBOSampler, Scalar, doubling_bounds
-from dnc.plugins import Candidate, DataSpec, SearchSpace, Suggest, suggest_training
+from dnc.bo import RampBOSampler
+from dnc.plugins import SearchSpace
 from dnc.search.suggest import TrialSuggest
+from dnc.testing import ChainCNNSpace
 
 NS = (10, 30, 100)
 ACTIVE = ("core", "train")
@@ -52,35 +53,6 @@ ACTIVE = ("core", "train")
 # re-measured here.
 ORIGINAL = {"mlp": {"10": 0.33, "30": 0.64, "100": 1.84},
             "cnn": {"10": 0.40, "30": 0.95, "100": 2.98}}
-
-
-class ChainCNNSpace(SearchSpace):
-    """CNN-shaped: only what the kernel sees (no network is built in this benchmark)."""
-
-    name = "chain_cnn"
-
-    def sample(self, suggest: Suggest) -> Candidate:
-        n = suggest.int("num_conv_layers", 4, 16, group="core", default=8)
-        cand: Candidate = {"num_conv_layers": n}
-        prev = 0
-        for i in range(n):
-            lo, hi = (16, 64) if i == 0 else (prev, min(2 * prev, 512))
-            prev = suggest.int(f"channels_{i}", lo, hi, group="core", default=lo)
-            cand[f"channels_{i}"] = prev
-        cand.update(suggest_training(suggest))
-        return cand
-
-    def build(self, candidate: Mapping[str, Any], data: DataSpec) -> torch.nn.Module:
-        raise NotImplementedError("benchmark space: never built")
-
-    def kernel_features(self) -> tuple[Any, ...]:
-        return (
-            LayerWidths("channels_{i}", count="num_conv_layers",
-                        bounds=doubling_bounds((16, 64), 512, 16)),
-            Scalar("lr", 1e-5, 1e-1, log=True),
-            Scalar("weight_decay", 1e-6, 1e-3, log=True, zero_at_lower=True),
-            Scalar("batch_size", 32, 512),
-        )
 
 
 def synthetic_loss(c: Mapping[str, Any]) -> float:

@@ -29,8 +29,10 @@ from dnc.plugins import (
     DataSpec,
     DefaultSuggest,
     SearchSpace,
+    Suggest,
     TensorData,
     UserError,
+    suggest_training,
 )
 from dnc.search.suggest import TrialSuggest, UniformSuggest
 
@@ -194,3 +196,37 @@ class DatasetContract:
         ds = self.make_dataset()
         a, b = ds.load(seed=3), ds.load(seed=3)
         assert torch.equal(a.yva, b.yva) and torch.equal(a.xva, b.xva)
+
+
+class ChainCNNSpace(SearchSpace):
+    """A CNN-shaped space with only what the ramp kernel sees (it builds no network): 4-16
+    conv layers, the first with 16-64 channels, each next in ``[c_prev, min(2 c_prev, 512)]``,
+    plus lr, weight decay and batch size. For kernel and sampler tests and benchmarks."""
+
+    name = "chain_cnn"
+
+    def sample(self, suggest: Suggest) -> dict[str, Any]:
+        n = suggest.int("num_conv_layers", 4, 16, group="core", default=8)
+        cand: dict[str, Any] = {"num_conv_layers": n}
+        prev = 0
+        for i in range(n):
+            lo, hi = (16, 64) if i == 0 else (prev, min(2 * prev, 512))
+            prev = suggest.int(f"channels_{i}", lo, hi, group="core", default=lo)
+            cand[f"channels_{i}"] = prev
+        cand.update(suggest_training(suggest))
+        return cand
+
+    def build(self, candidate: Mapping[str, Any], data: DataSpec) -> torch.nn.Module:
+        raise NotImplementedError("a kernel-only space: no network is built")
+
+    def kernel_features(self) -> tuple[Any, ...]:
+        from dnc.bo import LayerWidths, Scalar, doubling_bounds
+
+        return (
+            LayerWidths(
+                "channels_{i}", count="num_conv_layers", bounds=doubling_bounds((16, 64), 512, 16)
+            ),
+            Scalar("lr", 1e-5, 1e-1, log=True),
+            Scalar("weight_decay", 1e-6, 1e-3, log=True, zero_at_lower=True),
+            Scalar("batch_size", 32, 512),
+        )
