@@ -170,7 +170,7 @@ class Search:
         notes = [
             f"{data.name}: {len(data.xtr)} train / {len(data.xva)} val / {len(data.xte)} "
             f"test, {data.num_classes} classes; space {self.space.name}; cost "
-            f"{self.cost.name} {self.cost.settings()}; wc {s.wc}"
+            f"{self.cost.name} ({_compact(self.cost.settings())}); wc {s.wc}"
         ]
         if self.resume_hint:
             notes.append(f"to resume if stopped: {self.resume_hint}")
@@ -676,6 +676,13 @@ class Search:
                 extra=("test_acc",) if test_acc else (),
                 describe_candidate=self.space.describe,
             )
+
+
+def _compact(settings: dict[str, Any]) -> str:
+    """``key=value`` pairs with floats to four significant digits, for the console."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+    )
 
 
 def _call(
