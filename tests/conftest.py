@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Tiny budgets that still exercise every part of a search.
@@ -46,3 +48,19 @@ def dnc_cli(tmp_path: Path):
         return run_dnc(tmp_path, *overrides, **kwargs)
 
     return run
+
+
+def write_cifar10(root: Path, per_batch: int = 60, test: int = 100, seed: int = 0) -> None:
+    """torchvision's CIFAR-10 layout: five training batches and a test batch, pickled dicts
+    with b"data" (uint8 n x 3072, channel-major) and b"labels"."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        n = test if name == "test_batch" else per_batch
+        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
+                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh)

@@ -4,13 +4,12 @@ here (random images), and digits through every stage; experiment configs compose
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
-from conftest import run_dnc
+from conftest import run_dnc, write_cifar10
 from optuna.trial import TrialState
 
 # A small corner of the CNN space, so that a CPU trains it in seconds.
@@ -21,22 +20,6 @@ SMALL_CNN = (
     "search_space.default_channels=[8,16,32,64]",
     "search_space.pool_thresholds=[8,16,32]",
 )
-
-
-def write_cifar10(root: Path, per_batch: int = 60, test: int = 100, seed: int = 0) -> None:
-    """torchvision's CIFAR-10 layout: five training batches and a test batch, pickled dicts
-    with b"data" (uint8 n x 3072, channel-major) and b"labels"."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        n = test if name == "test_batch" else per_batch
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch, fh)
 
 
 def trials_of(cwd: Path) -> dict[str, list[optuna.trial.FrozenTrial]]:

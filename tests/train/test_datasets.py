@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_dnc
+from conftest import run_dnc, write_cifar10
 
 from dnc.plugins import UserError
 from dnc.testing import DatasetContract
@@ -138,24 +138,8 @@ def test_mnist_layout(tmp_path, name, folder, gz):
     assert torch.allclose(data.xte[:, 0], torch.from_numpy(xte / 255.0).float())
 
 
-def write_cifar10(root: Path, n_per_batch: int = 40, n_test: int = 30, seed: int = 0) -> None:
-    """A CIFAR-10 folder in torchvision's format, with random images."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True)
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        n = n_test if name == "test_batch" else n_per_batch
-        batch = {
-            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            b"labels": rng.integers(0, 10, n).tolist(),
-        }
-        with open(folder / name, "wb") as fh:
-            pickle.dump(batch, fh)
-
-
 def test_cifar10_layout_and_normalisation(tmp_path):
-    write_cifar10(tmp_path)
+    write_cifar10(tmp_path, per_batch=40, test=30)
     data = TorchvisionFolder("cifar10", root=str(tmp_path)).load(seed=0)
     assert data.xtr.shape[1:] == (3, 32, 32) and len(data.xtr) + len(data.xva) == 200
     assert len(data.xte) == 30 and data.num_classes <= 10
@@ -190,14 +174,14 @@ def test_missing_folder_names_it_and_how_to_get_the_data(tmp_path):
 
 
 def test_damaged_cifar_batch_is_a_user_error(tmp_path):
-    write_cifar10(tmp_path)
+    write_cifar10(tmp_path, per_batch=40, test=30)
     (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"garbage")
     with pytest.raises(UserError, match="damaged"):
         TorchvisionFolder("cifar10", root=str(tmp_path)).load(seed=0)
 
 
 def test_max_train_keeps_a_seeded_subset(tmp_path):
-    write_cifar10(tmp_path)
+    write_cifar10(tmp_path, per_batch=40, test=30)
     small = TorchvisionFolder("cifar10", root=str(tmp_path), max_train=50).load(seed=0)
     assert len(small.xtr) + len(small.xva) == 50 and len(small.xte) == 30
     again = TorchvisionFolder("cifar10", root=str(tmp_path), max_train=50).load(seed=0)
