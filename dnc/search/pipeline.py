@@ -49,7 +49,7 @@ from dnc.search.storage import (
 from dnc.search.suggest import TrialSuggest
 from dnc.tracking.console import Ranked, SearchConsole
 from dnc.tracking.mlflow_tracker import NullTracker, Tracker
-from dnc.train.trainer import TrainerSettings, TrialDiverged, count_params, train
+from dnc.train.trainer import TrainerSettings, TrialDiverged, count_params, place, train
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +155,7 @@ class Search:
         )
         self.search_run = ""
         self._data: TensorData | None = dataset if isinstance(dataset, TensorData) else None
+        self._placed = False
 
     # -- public -------------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -197,6 +198,9 @@ class Search:
         if self._data is None:
             assert isinstance(self.dataset, Dataset)
             self._data = self.dataset.load(self.settings.seed)
+        if not self._placed:  # once per search: trials then copy no data
+            self._data = place(self._data, self.trainer)
+            self._placed = True
         return self._data
 
     # -- studies and bases --------------------------------------------------------------------

@@ -29,16 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dnc.train.activations import ACTIVATIONS
 from dnc_cnn.sparse import KernelSparseConv2d
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "leaky_relu": nn.LeakyReLU,
-    "elu": nn.ELU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
-    "tanh": nn.Tanh,
-}
 
 
 def pool_locations(

@@ -34,8 +34,8 @@ from dnc.plugins import (
     UserError,
     suggest_training,
 )
+from dnc.train.activations import check_activations
 from dnc_cnn.network import (
-    ACTIVATIONS,
     ConvNet,
     ConvPlan,
     late_layers,
@@ -137,12 +137,7 @@ class CNNSpace(SearchSpace):
             raise UserError(
                 f"search_space.pool_thresholds={list(self.pool_thresholds)} must increase strictly"
             )
-        unknown = [a for a in (self.activation, *self.activations) if a not in ACTIVATIONS]
-        if unknown:
-            raise UserError(
-                f"search_space: unknown activation {unknown[0]!r}; "
-                f"choose from {sorted(ACTIVATIONS)}"
-            )
+        check_activations((self.activation, *self.activations))
         fractions = {"bn_fraction": (self.bn_fraction, *self.bn_fractions),
                      "dropout_fraction": (self.dropout_fraction, *self.dropout_fractions)}
         for what, values in fractions.items():

@@ -17,15 +17,7 @@ from dnc.plugins import (
     UserError,
     suggest_training,
 )
-
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-    "gelu": nn.GELU,
-}
+from dnc.train.activations import ACTIVATIONS, check_activations
 
 
 class MLPSpace(SearchSpace):
@@ -78,12 +70,7 @@ class MLPSpace(SearchSpace):
             raise UserError(
                 f"search_space.hidden_nodes=[{lo_n}, {hi_n}] must satisfy 1 <= low <= high"
             )
-        unknown = [a for a in (self.activation, *self.activations) if a not in ACTIVATIONS]
-        if unknown:
-            raise UserError(
-                f"search_space: unknown activation {unknown[0]!r}; "
-                f"choose from {sorted(ACTIVATIONS)}"
-            )
+        check_activations((self.activation, *self.activations))
         if not all(0.0 <= p < 1.0 for p in (self.dropout, *self.dropouts)):
             raise UserError("search_space dropout probabilities must lie in [0, 1)")
         self.training.check()

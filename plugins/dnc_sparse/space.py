@@ -14,10 +14,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from dnc_mlp.space import ACTIVATIONS, MLPSpace
+from dnc_mlp.space import MLPSpace
 from torch import nn
 
 from dnc.plugins import Candidate, DataSpec, Suggest, TrainingBounds, UserError, suggest_training
+from dnc.train.activations import ACTIVATIONS
 from dnc_sparse.network import SparseMLP
 from dnc_sparse.patterns import CLASH_FREE_TYPES, KINDS, nearest_out_degree
 
