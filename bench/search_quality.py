@@ -1,5 +1,9 @@
 """Search quality of the ramp-kernel BO against Optuna's GP, TPE and random samplers.
 
+``ramp`` is dnc's default ramp BO (the split model: one GP on log10 fp, one on log10 fc);
+``ramp_loss`` is the same sampler with the paper's single GP on the search loss
+(``search.bo.model=loss``), shown for comparison.
+
 One problem: the MLP space on scikit-learn's digits, 3 epochs per trial, one BO stage over the
 core architecture and the training hyperparameters (``core`` + ``train``), 12 trials, search
 loss ``log10(fp + 0.1 fc)`` with ``fc = t_epoch / tbar_epoch``. Each sampler runs 5 seeds. With
@@ -22,6 +26,7 @@ best losses, and the settings and machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -44,7 +49,9 @@ from dnc.tracking.console import SearchConsole
 from dnc.train.datasets import Digits
 from dnc.train.trainer import TrainerSettings
 
-SAMPLERS = ("ramp", "gp", "tpe", "random")
+SAMPLERS = ("ramp", "ramp_loss", "gp", "tpe", "random")
+VARIANTS = {"ramp_loss": ("ramp", {"model": "loss"})}
+"""Bench names that run a sampler with other ``search.bo`` settings."""
 WC = 0.1
 
 
@@ -66,8 +73,9 @@ def best_loss(sampler: str, seed: int, *, space: MLPSpace, data: TensorData, tba
               trainer: TrainerSettings, bo: BOSettings, trials: int, folder: Path) -> float:
     """The lowest search loss one 12-trial search finds."""
     name = f"quality-{sampler}-{seed}"
+    algorithm, changes = VARIANTS.get(sampler, (sampler, {}))
     settings = SearchSettings(
-        name=name, wc=WC, sampler=sampler, bo=bo, seed=seed,
+        name=name, wc=WC, sampler=algorithm, bo=dataclasses.replace(bo, **changes), seed=seed,
         stages=(StageSpec("core", groups=("core", "train"), trials=trials),),
         storage_url=f"sqlite:///{folder / name}.db",
     )
@@ -106,7 +114,7 @@ def main() -> None:
                 loss = best_loss(sampler, seed, space=space, data=data, tbar=tbar,
                                  trainer=trainer, bo=bo, trials=args.trials, folder=Path(tmp))
                 losses[sampler].append(loss)
-                print(f"seed {seed}  {sampler:<6}  best search loss {loss:.4f}  "
+                print(f"seed {seed}  {sampler:<9}  best search loss {loss:.4f}  "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
     medians = {s: statistics.median(v) for s, v in losses.items()}
     winner = min(medians, key=lambda s: medians[s])
@@ -119,7 +127,8 @@ def main() -> None:
                     "torch_threads": args.threads,
                     "trials": args.trials, "prior_states": args.prior_states, "wc": WC,
                     "groups": ["core", "train"], "seeds": args.seeds, "explore": bo.explore,
-                    "tbar_epoch": round(tbar, 5), "ramp_noise": bo.noise},
+                    "tbar_epoch": round(tbar, 5), "ramp_noise": bo.noise,
+                    "ramp_omega": bo.omega, "ramp_model": bo.model},
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine(),
     }

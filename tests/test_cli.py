@@ -65,6 +65,8 @@ def _assert_clear_error(proc, *needles: str) -> None:
         ),
         (("dataset=mnist", "dataset.root=/nonexistent/mnist"), ("MNIST",)),
         (("search.sampler=nosuch",), ("search.sampler",)),
+        (("search.bo.model=nosuch",), ("search.bo.model", "split or loss")),
+        (("search.bo.omega=0",), ("search.bo.omega=0", "positive")),
         (("trainer.device=cuda",), ("CUDA",)),
     ],
 )

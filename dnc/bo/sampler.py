@@ -9,15 +9,25 @@ Per trial the sampler picks a whole candidate at once (on the trial's first
    (``UniformSuggest``: each parameter reads its own coordinate), so dynamic bounds such as
    channels in ``[c_prev, 2 c_prev]`` hold and every parameter is stratified over the prior
    states whatever the depth of each candidate.
-2. **BO steps.** Fit a BoTorch ``SingleTaskGP`` with the ramp ``CandidateKernel`` (outcome
+2. **BO steps.** Fit BoTorch ``SingleTaskGP`` models with the ramp ``CandidateKernel`` (outcomes
    standardised) on the completed trials; draw ``explore`` random candidates from the space,
    drop those equal to a completed, failed or running one, and take the one that maximises log
-   expected improvement (``LogExpectedImprovement``; with running trials ``qLogExpectedImprovement``
-   with them as ``X_pending``, so parallel workers sharing the storage spread out).
+   expected improvement (``LogExpectedImprovement``; with running trials or the split model
+   ``qLogExpectedImprovement``, running trials entering as ``X_pending`` so parallel workers
+   sharing the storage spread out).
+
+**What the GP models.** The paper fits one GP to the search loss ``log10(fp + wc * fc)``. Given
+``loss_parts`` (a dnc search passes them), the sampler instead fits one GP to ``log10 fp`` and one
+to ``log10 fc``, read from each trial's recorded figures, and scores candidates by the expected
+improvement of the loss they compose (Monte Carlo, ``GenericMCObjective``): the *split* model.
+The cost term is a smooth, nearly deterministic function of the architecture and the batch size,
+and the error term mostly of the training hyperparameters, so each GP has far less to explain
+than one GP on their sum; on ``bench/search_quality.py`` this is what puts ramp ahead of Optuna's
+GP sampler. With ``wc = 0`` the split model is one GP on ``log10 fp``, i.e. on the loss itself.
 
 Kernel hyperparameters are the paper's (``omega = 3``, weights 1, noise variance ``1e-4`` on the
 standardised outcome, constant mean 0) unless ``fit_kernel=True``, which fits ``omega``, the
-weights, the noise and the mean by marginal likelihood each step.
+weights, the noise and the mean by marginal likelihood each step (each GP its own).
 
 Everything random derives from ``seed`` and the trial number, so a search is reproducible and
 workers with the same seed still propose different candidates.
@@ -31,7 +41,7 @@ import math
 import random
 import threading
 import warnings
-from collections.abc import Collection, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +53,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from dnc.bo.encoding import CandidateEncoder, Probe, probe_space, stage_features
+from dnc.bo.kernels import OMEGA
 from dnc.plugins import Candidate, SearchSpace
 from dnc.search.suggest import UniformSuggest
 
@@ -57,6 +68,39 @@ PHASE_ATTR = "dnc.bo"
 NOISE = 1e-4
 """The original's noise variance (``noise_var``), here on the standardised outcome."""
 
+MODELS = ("split", "loss")
+"""What the GP models (``Proposal.model``): ``split``, log10 fp and log10 fc by one GP each;
+``loss``, the search loss by one GP (the paper)."""
+
+
+@dataclass(frozen=True)
+class LossParts:
+    """How a trial's search loss ``log10(fp + wc * fc)`` splits, for the split model.
+
+    ``parts(trial)`` gives a finished trial's ``(fp, fc)`` from what it recorded (``None``: it did
+    not record them; a step with such a trial falls back to one GP on the trial values). The
+    study must minimise the loss.
+
+    Example:
+        >>> LossParts(wc=0.1, parts=lambda t: (t.user_attrs["fp"], t.user_attrs["fc"]))
+    """
+
+    wc: float
+    parts: Callable[[FrozenTrial], tuple[float, float] | None]
+
+    def __post_init__(self) -> None:
+        if not (self.wc >= 0 and math.isfinite(self.wc)):
+            raise ValueError(f"LossParts: wc={self.wc} must be a finite number >= 0")
+
+
+def _log10_floored(values: Sequence[float]) -> torch.Tensor:
+    """``log10`` of non-negative figures as an ``n x 1`` column; a 0 (a perfect validation
+    accuracy, say) becomes half the least positive value seen (or 1e-4), so one lucky trial is
+    not an outlier decades below the rest."""
+    positive = [v for v in values if v > 0]
+    floor = min(positive) / 2 if positive else 1e-4
+    return torch.tensor([max(v, floor) for v in values], dtype=torch.float64).log10().unsqueeze(-1)
+
 
 @dataclass(frozen=True)
 class Proposal:
@@ -65,8 +109,9 @@ class Proposal:
     ``params``: the sampled parameters (what ``sample_independent`` answers); ``phase``:
     ``prior`` (Sobol), ``bo`` (maximised EI) or ``repeat`` (every draw was a known candidate);
     ``acquisition``: the log-EI of the choice (``bo`` only); ``pending``: how many running
-    trials entered it as pending points; ``kernel``: the fitted ``omega`` and weights of the
-    candidate kernel's parts (``fit_kernel`` only).
+    trials entered it as pending points; ``model``: what the GP modelled (``MODELS``; ``bo``
+    only); ``kernel``: the fitted ``omega`` and weights of the candidate kernel's parts, per GP
+    (``fit_kernel`` only).
     """
 
     params: dict[str, Any]
@@ -74,7 +119,8 @@ class Proposal:
     phase: str
     acquisition: float | None = None
     pending: int = 0
-    kernel: dict[str, list[float]] | None = None
+    kernel: dict[str, dict[str, list[float]]] | None = None
+    model: str | None = None
 
 
 class _ReplaySuggest:
@@ -173,6 +219,7 @@ class _Known:
 
     row: list[float]  # the encoded candidate
     key: Hashable
+    parts: tuple[float, float] | None = None  # (fp, fc) of a finished trial, for the split model
 
 
 class RampBOSampler(optuna.samplers.BaseSampler):
@@ -187,7 +234,10 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         fit_kernel: fit ``omega``, weights, noise and mean by marginal likelihood.
         seed: fixes every random choice (``None``: a random seed).
         noise: the noise variance on the standardised outcome when not fitted.
-        mc_samples: quasi-MC samples of ``qLogExpectedImprovement`` (with running trials).
+        mc_samples: quasi-MC samples of ``qLogExpectedImprovement`` (running trials, split model).
+        omega: the ramp kernels' ``omega`` (the start of the fit with ``fit_kernel``).
+        loss_parts: model ``log10 fp`` and ``log10 fc`` by one GP each (the split model);
+            ``None``: one GP on the trial values (the paper).
 
     Example:
         >>> sampler = RampBOSampler(space=MLPSpace(), active=("core", "train"),
@@ -208,9 +258,13 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         seed: int | None = None,
         noise: float = NOISE,
         mc_samples: int = 256,
+        omega: float = OMEGA,
+        loss_parts: LossParts | None = None,
     ) -> None:
         if prior_states < 0 or explore < 1:
             raise ValueError("RampBOSampler: prior_states must be >= 0 and explore >= 1")
+        if not (omega > 0 and math.isfinite(omega)):
+            raise ValueError(f"RampBOSampler: omega={omega} must be a positive number")
         self.space = space
         self.active = None if active is None else tuple(active)
         self.base = dict(base or {})
@@ -220,6 +274,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self.seed = int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
         self.noise = float(noise)
         self.mc_samples = int(mc_samples)
+        self.omega = float(omega)
+        self.loss_parts = loss_parts
         self._lock = threading.RLock()
         self._chosen: dict[tuple[int, int], Proposal] = {}
         self._probe: Probe | None = None
@@ -228,7 +284,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self._dims = 1
         self._coordinate: dict[str, int] = {}
         self._fallback = optuna.samplers.RandomSampler(seed=self.seed)
-        self._fitted: dict[str, torch.Tensor] = {}  # last fitted hyperparameters (warm start)
+        # Last fitted hyperparameters per modelled outcome (warm start).
+        self._fitted: dict[str, dict[str, torch.Tensor]] = {}
 
     # -- Optuna's sampler interface -----------------------------------------------------------
     def infer_relative_search_space(
@@ -285,7 +342,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 self._chosen[key] = prop
                 info: dict[str, Any] = {"phase": prop.phase}
                 if prop.acquisition is not None:
-                    info.update(log_ei=prop.acquisition, pending=prop.pending)
+                    info.update(log_ei=prop.acquisition, pending=prop.pending, model=prop.model)
                 if prop.kernel is not None:
                     info["kernel"] = prop.kernel
                 study._storage.set_trial_system_attr(trial._trial_id, PHASE_ATTR, info)
@@ -293,6 +350,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
 
     def _propose(self, study: optuna.Study, trial: FrozenTrial) -> Proposal:
         self._raise_error_if_multi_objective(study)
+        if self.loss_parts is not None and study.direction != StudyDirection.MINIMIZE:
+            raise ValueError("RampBOSampler: loss_parts needs a study that minimises the loss")
         self._setup()
         finished: list[_Known] = []
         outcomes: list[float] = []
@@ -304,6 +363,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
                 known = self._known(study, t)
                 if known is not None:
+                    if self.loss_parts is not None:
+                        known = _Known(known.row, known.key, self.loss_parts.parts(t))
                     finished.append(known)
                     outcomes.append(float(t.value))
             elif t.state == TrialState.RUNNING:
@@ -417,43 +478,95 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             candidate, params = self._sample(np.random.default_rng([self.seed, number]).random(
                 self._dims).tolist())
             return Proposal(params, candidate, "repeat")
-        enc = self._encoder
         train_x = torch.tensor([k.row for k in finished], dtype=torch.float64)
-        train_y = torch.tensor(targets, dtype=torch.float64).unsqueeze(-1)
-        cands = enc.encode([{**p, **c} for c, p in draws]).unsqueeze(-2)  # explore x 1 x d
-        model = self.fit(train_x, train_y)
-        best_f = train_y.max()
+        # explore x 1 x d: each candidate its own q = 1 batch
+        cands = self._encoder.encode([{**p, **c} for c, p in draws]).unsqueeze(-2)
+        x_pending = (torch.tensor([k.row for k in pending], dtype=torch.float64)
+                     if pending else None)
+        parts = [k.parts for k in finished]
         acq: AcquisitionFunction
-        with torch.no_grad():
+        if self.loss_parts is not None and all(p is not None for p in parts):
+            model_name = "split"
+            models, objective, best_f = self._split(train_x, parts)  # type: ignore[arg-type]
+            acq = qLogExpectedImprovement(
+                models, best_f=best_f, objective=objective, X_pending=x_pending,
+                sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]),
+                                              seed=self.seed + number),
+            )
+            fitted = dict(zip(self._split_names(), self._gps(models), strict=True))
+        else:
+            model_name = "loss"
+            train_y = torch.tensor(targets, dtype=torch.float64).unsqueeze(-1)
+            model = self.fit(train_x, train_y)
+            fitted = {"loss": model}
             if pending:
                 acq = qLogExpectedImprovement(
-                    model, best_f=best_f,
-                    X_pending=torch.tensor([k.row for k in pending], dtype=torch.float64),
+                    model, best_f=train_y.max(), X_pending=x_pending,
                     sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]),
                                                   seed=self.seed + number),
                 )
             else:
-                acq = LogExpectedImprovement(model, best_f=best_f)
+                acq = LogExpectedImprovement(model, best_f=train_y.max())
+        with torch.no_grad():
             scores = acq(cands)
         best = int(torch.argmax(scores))
         candidate, params = draws[best]
-        fitted = None
+        kernel = None
         if self.fit_kernel:
-            covar = model.covar_module
-            fitted = {"omega": [float(k.omega.detach()) for k in covar.kernels],
-                      "weights": covar.weights.detach().tolist()}
-        return Proposal(params, candidate, "bo", float(scores[best]), len(pending), fitted)
+            kernel = {}
+            for name, gp in fitted.items():
+                covar = gp.covar_module
+                kernel[name] = {"omega": [float(k.omega.detach()) for k in covar.kernels],
+                                "weights": covar.weights.detach().tolist()}
+        return Proposal(params, candidate, "bo", float(scores[best]), len(pending), kernel,
+                        model_name)
 
-    def fit(self, train_x: torch.Tensor, train_y: torch.Tensor) -> SingleTaskGP:
-        """A ``SingleTaskGP`` with the ramp kernel on ``n x d`` inputs, ``n x 1`` outcomes (to be
-        maximised), standardised; hyperparameters fixed, or fitted with ``fit_kernel``."""
+    def _split_names(self) -> tuple[str, ...]:
+        assert self.loss_parts is not None
+        return ("fp", "fc") if self.loss_parts.wc > 0 else ("fp",)
+
+    @staticmethod
+    def _gps(model: Any) -> list[SingleTaskGP]:
+        return list(model.models) if hasattr(model, "models") else [model]
+
+    def _split(
+        self, train_x: torch.Tensor, parts: Sequence[tuple[float, float]]
+    ) -> tuple[Any, Any, float]:
+        """The split model: GPs on ``log10 fp`` (and ``log10 fc`` when ``wc > 0``), the MC
+        objective ``-log10(fp + wc * fc)`` on their samples, and its best value so far."""
+        from botorch.acquisition.objective import GenericMCObjective
+        from botorch.models import ModelListGP
+
+        assert self.loss_parts is not None
+        wc = self.loss_parts.wc
+        log_fp = _log10_floored([p[0] for p in parts])
+        if wc == 0:
+
+            def negative_log_fp(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
+                return -samples[..., 0]
+
+            best = float(-log_fp.min())
+            return self.fit(train_x, log_fp, "fp"), GenericMCObjective(negative_log_fp), best
+        log_fc = _log10_floored([p[1] for p in parts])
+        models = ModelListGP(self.fit(train_x, log_fp, "fp"), self.fit(train_x, log_fc, "fc"))
+
+        def negative_loss(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
+            return -torch.log10(10.0 ** samples[..., 0] + wc * 10.0 ** samples[..., 1])
+
+        best = float(negative_loss(torch.cat([log_fp, log_fc], dim=-1)).max())
+        return models, GenericMCObjective(negative_loss), best
+
+    def fit(self, train_x: torch.Tensor, train_y: torch.Tensor, name: str = "loss") -> SingleTaskGP:
+        """A ``SingleTaskGP`` with the ramp kernel on ``n x d`` inputs and ``n x 1`` outcomes,
+        standardised; hyperparameters fixed, or fitted with ``fit_kernel`` (warm-started from the
+        last fit of the outcome called ``name``)."""
         from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
         from gpytorch.constraints import GreaterThan
         from gpytorch.likelihoods import GaussianLikelihood
 
         assert self._encoder is not None
-        kernel = self._encoder.kernel()
+        kernel = self._encoder.kernel(omega=self.omega)
         if not self.fit_kernel:
             likelihood = GaussianLikelihood(noise_constraint=GreaterThan(1e-9))
             likelihood.noise = self.noise
@@ -462,10 +575,10 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             return model.eval()
         model = SingleTaskGP(train_x, train_y, covar_module=kernel,
                              outcome_transform=Standardize(m=1))
-        self._fit_mll(model)
+        self._fit_mll(model, name)
         return model.eval()
 
-    def _fit_mll(self, model: SingleTaskGP) -> None:
+    def _fit_mll(self, model: SingleTaskGP, name: str) -> None:
         """Maximise the marginal likelihood, starting from the previous step's fit (the data
         grew by about one trial, so this converges in a few iterations) or the paper's values."""
         from botorch.exceptions.errors import ModelFittingError
@@ -473,9 +586,9 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
         start = {k: v.clone() for k, v in model.state_dict().items()}
-        if self._fitted:
+        if name in self._fitted:
             try:
-                model.load_state_dict(self._fitted, strict=False)
+                model.load_state_dict(self._fitted[name], strict=False)
             except RuntimeError:  # another feature set (a sampler shared across stages)
                 model.load_state_dict(start)
         mll = ExactMarginalLogLikelihood(model.likelihood, model)
@@ -487,7 +600,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             log.warning("RampBOSampler: kernel fit failed (%s); using the paper's values", err)
             model.load_state_dict(start)
             return
-        self._fitted = {k: v.detach().clone() for k, v in model.named_parameters()}
+        self._fitted[name] = {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
-__all__ = ["PHASE_ATTR", "Proposal", "RampBOSampler"]
+__all__ = ["MODELS", "PHASE_ATTR", "LossParts", "Proposal", "RampBOSampler"]

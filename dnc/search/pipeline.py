@@ -20,18 +20,18 @@ import os
 import socket
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from dnc.plugins import Candidate, CostEvaluator, Dataset, SearchSpace, TensorData, UserError
-from dnc.search.objective import check_wc, evaluate
+from dnc.search.objective import check_wc, evaluate, performance_term
 from dnc.search.samplers import SAMPLERS, BOSettings, SamplerContext, make_sampler
 from dnc.search.stages import StageSpec, candidate_key
 from dnc.search.storage import (
@@ -50,6 +50,9 @@ from dnc.search.suggest import TrialSuggest
 from dnc.tracking.console import Ranked, SearchConsole
 from dnc.tracking.mlflow_tracker import NullTracker, Tracker
 from dnc.train.trainer import TrainerSettings, TrialDiverged, count_params, place, train
+
+if TYPE_CHECKING:
+    from dnc.bo.sampler import LossParts
 
 log = logging.getLogger(__name__)
 
@@ -284,11 +287,28 @@ class Search:
             )
         study.set_user_attr(FINISHED_ATTR, True)
 
+    def _loss_parts(self) -> LossParts:
+        """How a trial's search loss splits (for the ramp sampler's split model): fp from its
+        recorded ``best_val_acc``, fc from its figures under this search's cost evaluator."""
+        from dnc.bo.sampler import LossParts
+
+        def parts(trial: FrozenTrial) -> tuple[float, float] | None:
+            figures = trial.user_attrs.get("figures")
+            if not isinstance(figures, Mapping):
+                return None
+            try:
+                return (performance_term(figures["best_val_acc"]), self.cost.complexity(figures))
+            except (KeyError, TypeError, ValueError):
+                return None
+
+        return LossParts(wc=self.settings.wc, parts=parts)
+
     def _run_bo(self, index: int, stage: StageSpec, study: optuna.Study, stage_run: str) -> None:
         s = self.settings
         base = self._base(study, "stage")
         ctx = SamplerContext(
-            space=self.space, groups=stage.groups, base=base, bo=s.bo, seed=s.seed * 1000 + index
+            space=self.space, groups=stage.groups, base=base, bo=s.bo, seed=s.seed * 1000 + index,
+            loss_parts=self._loss_parts(),
         )
         study.sampler = make_sampler(stage.sampler or s.sampler, ctx)
         budget = s.budget(stage)

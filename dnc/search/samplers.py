@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from dnc.plugins import SearchSpace, UserError
+
+if TYPE_CHECKING:
+    from dnc.bo.sampler import LossParts
 
 
 @dataclass(frozen=True)
@@ -22,10 +26,19 @@ class BOSettings:
     noise: float = 1e-4
     """Ramp BO: noise variance on the standardised outcome when the kernel is not fitted (the
     original's 1e-4; raise it when t_epoch measurements are noisy)."""
+    omega: float = 3.0
+    """Ramp BO: the kernels' ``omega`` (the paper's 3; the start of the fit with ``fit_kernel``)."""
+    model: str = "split"
+    """Ramp BO: ``split`` (one GP on log10 fp, one on log10 fc, combined in the acquisition) or
+    ``loss`` (one GP on the search loss, as the paper)."""
 
     def __post_init__(self) -> None:
         if not self.noise > 0:
             raise UserError(f"search.bo.noise={self.noise}: must be > 0")
+        if not (self.omega > 0 and math.isfinite(self.omega)):
+            raise UserError(f"search.bo.omega={self.omega}: must be a positive number")
+        if self.model not in ("split", "loss"):
+            raise UserError(f"search.bo.model={self.model!r}: choose split or loss")
         if self.prior_states < 1 or self.steps < 0 or self.explore < 1:
             raise UserError(
                 "search.bo: prior_states and explore must be >= 1 and steps >= 0 "
@@ -39,7 +52,8 @@ class BOSettings:
 
 @dataclass(frozen=True)
 class SamplerContext:
-    """What a sampler factory may use: the space, the stage's groups and the held values."""
+    """What a sampler factory may use: the space, the stage's groups, the held values and, in a
+    dnc search, how each trial's search loss splits into fp and fc (``loss_parts``)."""
 
     space: SearchSpace
     groups: tuple[str, ...]
@@ -47,6 +61,7 @@ class SamplerContext:
     bo: BOSettings
     seed: int
     extras: Mapping[str, Any] = field(default_factory=dict)
+    loss_parts: LossParts | None = None
 
 
 SamplerFactory = Callable[[SamplerContext], optuna.samplers.BaseSampler]
@@ -75,6 +90,8 @@ def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
         explore=ctx.bo.explore,
         fit_kernel=ctx.bo.fit_kernel,
         noise=ctx.bo.noise,
+        omega=ctx.bo.omega,
+        loss_parts=ctx.loss_parts if ctx.bo.model == "split" else None,
         seed=ctx.seed,
     )
 

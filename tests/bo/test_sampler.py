@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from dnc.bo import Categorical, LayerWidths, RampBOSampler, Scalar
-from dnc.bo.sampler import PHASE_ATTR
-from dnc.plugins import Candidate, DataSpec, SearchSpace, Suggest
+from dnc.bo.sampler import PHASE_ATTR, LossParts
+from dnc.plugins import Candidate, DataSpec, SearchSpace, Suggest, UserError
 from dnc.search.samplers import SAMPLERS, BOSettings, SamplerContext, make_sampler
 from dnc.search.suggest import TrialSuggest
 
@@ -170,7 +170,7 @@ def test_a_running_trial_near_the_choice_changes_it_a_far_one_does_not() -> None
 
     alone = propose(base.trials[0].params, TrialState.FAIL)
     assert alone.system_attrs[PHASE_ATTR] | {"log_ei": 0} == {"phase": "bo", "log_ei": 0,
-                                                              "pending": 0}
+                                                              "pending": 0, "model": "loss"}
     chosen = alone.params
     step = 1 if chosen["batch_size"] < 512 else -1
     near = propose(dict(chosen, batch_size=chosen["batch_size"] + step), TrialState.RUNNING)
@@ -282,13 +282,92 @@ def test_fit_kernel_learns_omega_and_weights() -> None:
     run(study, space, cnn_loss, 11)
     kernels = [t.system_attrs[PHASE_ATTR].get("kernel") for t in study.trials[8:]]
     assert all(k is not None for k in kernels)
-    omegas, weights = kernels[-1]["omega"], kernels[-1]["weights"]
+    omegas, weights = kernels[-1]["loss"]["omega"], kernels[-1]["loss"]["weights"]
     assert len(omegas) == len(weights) == 4
     assert any(abs(o - 3.0) > 0.05 for o in omegas) or any(abs(w - 1.0) > 0.05 for w in weights)
     fixed = optuna.create_study(sampler=RampBOSampler(space=space, prior_states=8, explore=200,
                                                       seed=0))
     run(fixed, space, cnn_loss, 9)
     assert "kernel" not in fixed.trials[-1].system_attrs[PHASE_ATTR]
+
+
+# -- the split model: log10 fp and log10 fc by one GP each ----------------------------------------
+def split_run(study: optuna.Study, space: SearchSpace, trials: int, *,
+              record: bool = True) -> None:
+    """A synthetic two-part search loss, as a dnc search records it: fp falls with lr towards
+    1e-2, fc grows with the batch count (small batches cost more) and with the channels."""
+
+    def objective(trial: optuna.Trial) -> float:
+        c = space.sample(TrialSuggest(trial))
+        trial.set_user_attr("candidate", c)
+        fp = 0.02 + 0.3 * abs(math.log10(c["lr"]) + 2) / 3
+        fc = (512 / c["batch_size"]) ** 0.5 * c["channels_0"] / 64
+        if record:
+            trial.set_user_attr("figures", {"fp": fp, "fc": fc})
+        return math.log10(fp + 0.1 * fc)
+
+    study.optimize(objective, n_trials=trials)
+
+
+def recorded_parts(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
+    figures = trial.user_attrs.get("figures")
+    return None if figures is None else (figures["fp"], figures["fc"])
+
+
+def test_split_model_reproduces_the_recorded_losses() -> None:
+    """The two GPs and the objective composed from them give back each finished trial's loss
+    (the GPs all but interpolate at the paper's noise): no sign, wc or log error between the
+    split model and the search loss it stands for."""
+    space = ChainCNNSpace()
+    sampler = RampBOSampler(space=space, prior_states=6, explore=200, seed=0,
+                            loss_parts=LossParts(wc=0.1, parts=recorded_parts))
+    study = optuna.create_study(sampler=sampler)
+    split_run(study, space, 9)
+    info = [t.system_attrs[PHASE_ATTR] for t in study.trials]
+    assert [i["phase"] for i in info] == ["prior"] * 6 + ["bo"] * 3
+    assert {i["model"] for i in info[6:]} == {"split"}
+    known = [sampler._known(study, t) for t in study.trials]
+    x = torch.tensor([k.row for k in known if k is not None], dtype=torch.float64)
+    models, objective, best = sampler._split(x, [recorded_parts(t) for t in study.trials])
+    with torch.no_grad():
+        means = torch.stack([m.posterior(x).mean[..., 0] for m in models.models], dim=-1)
+    composed = objective(means).tolist()
+    assert composed == pytest.approx([-t.value for t in study.trials], abs=2e-3)
+    assert best == pytest.approx(-min(t.value for t in study.trials), abs=1e-9)
+
+
+def test_split_model_beats_one_gp_on_a_two_part_loss() -> None:
+    """Where fp and fc depend on different parameters, the split model's guided trials find a
+    lower loss than the paper's single GP from the same prior states (mean over 3 seeds)."""
+    space = ChainCNNSpace()
+    found: dict[str, list[float]] = {"split": [], "loss": []}
+    for seed in range(3):
+        for model in found:
+            parts = LossParts(wc=0.1, parts=recorded_parts) if model == "split" else None
+            study = optuna.create_study(sampler=RampBOSampler(
+                space=space, prior_states=6, explore=300, seed=seed, loss_parts=parts))
+            split_run(study, space, 14)
+            found[model].append(min(t.value for t in study.trials[6:]))
+    assert sum(found["split"]) < sum(found["loss"])
+
+
+def test_split_model_with_wc_0_and_without_figures() -> None:
+    space = ChainCNNSpace()
+    sampler = RampBOSampler(space=space, prior_states=4, explore=100, seed=0, fit_kernel=True,
+                            loss_parts=LossParts(wc=0.0, parts=recorded_parts))
+    study = optuna.create_study(sampler=sampler)
+    split_run(study, space, 5)
+    last = study.trials[-1].system_attrs[PHASE_ATTR]
+    assert last["model"] == "split" and set(last["kernel"]) == {"fp"}  # wc 0: the fp GP alone
+    sampler.loss_parts = LossParts(wc=0.1, parts=recorded_parts)
+    split_run(study, space, 1)
+    assert set(study.trials[-1].system_attrs[PHASE_ATTR]["kernel"]) == {"fp", "fc"}
+    split_run(study, space, 1, record=False)  # a trial without figures: one GP on the values
+    split_run(study, space, 1)
+    assert study.trials[-1].system_attrs[PHASE_ATTR]["model"] == "loss"
+    with pytest.raises(ValueError, match="minimises"):
+        RampBOSampler(space=space, loss_parts=LossParts(wc=0.1, parts=recorded_parts)).proposal(
+            optuna.create_study(direction="maximize"), optuna.create_study().ask()._cached_frozen_trial)
 
 
 # -- registry and configuration ----------------------------------------------------------------
@@ -306,7 +385,29 @@ def test_ramp_is_registered_and_the_default() -> None:
     search = OmegaConf.load(conf)
     assert search.sampler == "ramp"
     assert (search.bo.prior_states, search.bo.steps, search.bo.explore,
-            search.bo.fit_kernel) == (15, 15, 1000, False)
+            search.bo.fit_kernel, search.bo.omega, search.bo.model) == (
+        15, 15, 1000, False, 3.0, "split")
+    assert BOSettings().model == "split" and BOSettings().omega == 3.0
+
+
+def test_omega_and_model_come_from_the_settings() -> None:
+    parts = LossParts(wc=0.1, parts=lambda t: None)
+    ctx = SamplerContext(space=MLPSpace(), groups=("core",), base={}, seed=0, loss_parts=parts,
+                         bo=BOSettings(omega=2.0, model="loss"))
+    sampler = make_sampler("ramp", ctx)
+    assert isinstance(sampler, RampBOSampler)
+    assert sampler.omega == 2.0 and sampler.loss_parts is None  # model=loss: the paper's GP
+    sampler._setup()
+    x = torch.tensor([[100.0, 1.0], [0.0, 0.0], [300.0, 2.0]], dtype=torch.float64)
+    gp = sampler.fit(x, torch.rand(3, 1, dtype=torch.float64))
+    omegas = [float(k.omega.detach()) for k in gp.covar_module.kernels]  # the hidden-layer part
+    assert omegas == pytest.approx([2.0])
+    split = make_sampler("ramp", SamplerContext(space=MLPSpace(), groups=("core",), base={},
+                                                seed=0, loss_parts=parts, bo=BOSettings()))
+    assert split.loss_parts is parts  # type: ignore[attr-defined]
+    for bad in ({"model": "gp"}, {"omega": -1.0}):
+        with pytest.raises(UserError):
+            BOSettings(**bad)  # type: ignore[arg-type]
 
 
 @pytest.mark.slow
@@ -328,3 +429,5 @@ def test_drives_a_real_search(tmp_path: Path) -> None:
     assert result.best and math.isfinite(result.best[0].loss)
     study = optuna.load_study(study_name="ramp-e2e/core", storage=settings.storage_url)
     assert phases(study) == ["prior"] * 3 + ["bo"] * 2
+    # The search passes its loss parts: the guided trials used the split model.
+    assert [t.system_attrs[PHASE_ATTR]["model"] for t in study.trials[3:]] == ["split"] * 2
