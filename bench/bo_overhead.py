@@ -2,10 +2,14 @@
 
 One proposal is what a BO step costs besides training: read the study's trials, encode them,
 draw ``explore`` (1,000) random candidates through the space's define-by-run sampling, fit the
-GP (fixed or, ``*_fitted``, marginal-likelihood-fitted kernel hyperparameters), score every
-candidate by log-EI and answer the trial's parameters. It is timed end to end through Optuna
-(``study.ask()`` + sampling the space), median of ``--repeats`` proposals per point; each timed
-trial is then failed, so it never enters the data or the pending points.
+GPs (fixed or, ``*_fitted``, marginal-likelihood-fitted kernel hyperparameters), score every
+candidate by log-EI and answer the trial's parameters. The keys ``mlp``, ``cnn``, ``*_fitted``
+time the sampler as a dnc search runs it, with the split model (two GPs, on log10 fp and
+log10 fc, and Monte Carlo log-EI of the loss they compose; the trials record a synthetic fp and
+fc); ``mlp_loss`` and ``cnn_loss`` time the paper's single GP on the loss (analytic log-EI).
+A proposal is timed end to end through Optuna (``study.ask()`` + sampling the space), median of
+``--repeats`` proposals per point; each timed trial is then failed, so it never enters the data
+or the pending points.
 
 Spaces: the MLP space (0-2 hidden layers of 20-400 nodes + lr, weight decay, batch size) and a
 CNN-shaped space defined here (4-16 conv layers, first 16-64 channels, each next in
@@ -18,10 +22,11 @@ previous step's hyperparameters (fitted at n - 1 trials); ``*_fitted_cold`` give
 cold fit (from the paper's values), keyed by its n - 1.
 
 Last line: one JSON object with wall-clock seconds per proposal for ``mlp``, ``cnn``,
-``mlp_fitted``, ``cnn_fitted`` (and ``*_fitted_cold``) keyed by n, the same as CPU seconds
-(``cpu_seconds``: steadier when other processes share the cores; the load average before and
-after is recorded), the original implementation's published figures for comparison, and the
-machine. Proposals run torch on one thread (the sampler's choice for tensors this small).
+``mlp_fitted``, ``cnn_fitted`` (and ``*_fitted_cold``, ``mlp_loss``, ``cnn_loss``) keyed by n,
+the same as CPU seconds (``cpu_seconds``: steadier when other processes share the cores; the
+load average before and after is recorded), the original implementation's published figures
+for comparison, and the machine. Proposals run torch on one thread (the sampler's choice for
+tensors this small).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from dnc_mlp.space import MLPSpace
 from optuna.trial import TrialState
 
 from dnc.bo import RampBOSampler
+from dnc.bo.sampler import LossParts
 from dnc.plugins import SearchSpace
 from dnc.search.suggest import TrialSuggest
 from dnc.testing import ChainCNNSpace
@@ -55,12 +61,23 @@ ORIGINAL = {"mlp": {"10": 0.33, "30": 0.64, "100": 1.84},
             "cnn": {"10": 0.40, "30": 0.95, "100": 2.98}}
 
 
-def synthetic_loss(c: Mapping[str, Any]) -> float:
-    """A smooth stand-in for the search loss (only its shape matters for the fit)."""
+WC = 0.1
+
+
+def synthetic_parts(c: Mapping[str, Any]) -> tuple[float, float]:
+    """Smooth stand-ins for fp and fc (only their shape matters for the fit): the error falls
+    towards lr 1e-3 and a mid-sized network, the cost grows with the widths and the batch
+    count."""
     widths = [v for k, v in c.items() if k.startswith(("hidden_", "channels_"))]
     size = math.log10(1 + sum(widths))
-    return ((math.log10(c["lr"]) + 3) ** 2 / 4 + (size - 2.5) ** 2 / 2
-            + c["batch_size"] / 1024 + 1e3 * c["weight_decay"])
+    fp = 0.02 + ((math.log10(c["lr"]) + 3) ** 2 / 4 + (size - 2.5) ** 2 / 2) / 10
+    fc = (1 + sum(widths)) / 1000 * (512 / c["batch_size"]) ** 0.5 + 1e3 * c["weight_decay"]
+    return fp, fc
+
+
+def recorded_parts(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
+    figures = trial.user_attrs.get("figures")
+    return None if figures is None else (figures["fp"], figures["fc"])
 
 
 def machine() -> str:
@@ -83,8 +100,10 @@ def tell_candidate(study: optuna.Study, space: SearchSpace) -> tuple[float, floa
     trial = study.ask()
     cand = space.sample(TrialSuggest(trial, ACTIVE))
     elapsed = time.perf_counter() - wall, time.process_time() - cpu
+    fp, fc = synthetic_parts(cand)
     trial.set_user_attr("candidate", cand)
-    study.tell(trial, synthetic_loss(cand))
+    trial.set_user_attr("figures", {"fp": fp, "fc": fc})
+    study.tell(trial, math.log10(fp + WC * fc))
     return elapsed
 
 
@@ -97,12 +116,15 @@ def timed_proposal(study: optuna.Study, space: SearchSpace) -> tuple[float, floa
     elapsed = time.perf_counter() - wall, time.process_time() - cpu
     phase = study._storage.get_trial(trial._trial_id).system_attrs.get("dnc.bo", {})
     assert phase.get("phase") == "bo", phase
+    expected = "split" if isinstance(study.sampler, RampBOSampler) and study.sampler.loss_parts \
+        else "loss"
+    assert phase.get("model") == expected, phase
     study.tell(trial, state=TrialState.FAIL)
     return elapsed
 
 
 def seconds_per_proposal(space: SearchSpace, n: int, fitted: bool, repeats: int,
-                         explore: int) -> dict[str, float]:
+                         explore: int, split: bool = True) -> dict[str, float]:
     """Median wall (``wall``) and CPU (``cpu``) seconds of ``repeats`` proposals with ``n``
     finished trials.
 
@@ -112,8 +134,10 @@ def seconds_per_proposal(space: SearchSpace, n: int, fitted: bool, repeats: int,
     warm, cold = [], []
     for r in range(repeats):
         study = study_with(space, n - 1 if fitted else n, seed=1000 * n + r)
-        study.sampler = RampBOSampler(space=space, active=ACTIVE, prior_states=min(n - 1, 10),
-                                      explore=explore, fit_kernel=fitted, seed=r)
+        study.sampler = RampBOSampler(
+            space=space, active=ACTIVE, prior_states=min(n - 1, 10), explore=explore,
+            fit_kernel=fitted, seed=r,
+            loss_parts=LossParts(wc=WC, parts=recorded_parts) if split else None)
         if fitted:
             cold.append(tell_candidate(study, space)[0])
         warm.append(timed_proposal(study, space))
@@ -135,14 +159,14 @@ def main() -> None:
     result: dict[str, Any] = {}
     cpu: dict[str, dict[str, float]] = {}
     load = os.getloadavg()[0]
-    for fitted in (False, True):
+    for fitted, split in ((False, True), (True, True), (False, False)):
         for name, space in spaces.items():
-            key = f"{name}_fitted" if fitted else name
+            key = name + ("_fitted" if fitted else "") + ("" if split else "_loss")
             result[key], cpu[key] = {}, {}
             if fitted:
                 result[f"{key}_cold"] = {}
             for n in NS:
-                t = seconds_per_proposal(space, n, fitted, args.repeats, args.explore)
+                t = seconds_per_proposal(space, n, fitted, args.repeats, args.explore, split)
                 result[key][str(n)] = round(t["wall"], 4)
                 cpu[key][str(n)] = round(t["cpu"], 4)
                 line = f"{key:>11}  n={n:<4} {t['wall']:.3f} s per proposal ({t['cpu']:.3f} s CPU)"

@@ -10,11 +10,13 @@ Per trial the sampler picks a whole candidate at once (on the trial's first
    channels in ``[c_prev, 2 c_prev]`` hold and every parameter is stratified over the prior
    states whatever the depth of each candidate.
 2. **BO steps.** Fit BoTorch ``SingleTaskGP`` models with the ramp ``CandidateKernel`` (outcomes
-   standardised) on the completed trials; draw ``explore`` random candidates from the space,
-   drop those equal to a completed, failed or running one, and take the one that maximises log
-   expected improvement (``LogExpectedImprovement``; with running trials or the split model
-   ``qLogExpectedImprovement``, running trials entering as ``X_pending`` so parallel workers
-   sharing the storage spread out).
+   standardised) on the completed trials; draw ``explore`` random candidates from the space
+   (with ``at_bounds``, 10% by default, each numeric parameter of a draw sits at its lower or
+   upper bound: a uniform draw never does, yet the best learning rate or the cheapest network
+   often lies there), drop those equal to a completed, failed or running one, and take the one
+   that maximises log expected improvement (``LogExpectedImprovement``; with running trials or
+   the split model ``qLogExpectedImprovement``, running trials entering as ``X_pending`` so
+   parallel workers sharing the storage spread out).
 
 **What the GP models.** The paper fits one GP to the search loss ``log10(fp + wc * fc)``. Given
 ``loss_parts`` (a dnc search passes them), the sampler instead fits one GP to ``log10 fp`` and one
@@ -22,8 +24,8 @@ to ``log10 fc``, read from each trial's recorded figures, and scores candidates 
 improvement of the loss they compose (Monte Carlo, ``GenericMCObjective``): the *split* model.
 The cost term is a smooth, nearly deterministic function of the architecture and the batch size,
 and the error term mostly of the training hyperparameters, so each GP has far less to explain
-than one GP on their sum; on ``bench/search_quality.py`` this is what puts ramp ahead of Optuna's
-GP sampler. With ``wc = 0`` the split model is one GP on ``log10 fp``, i.e. on the loss itself.
+than one GP on their sum (``bench/search_quality.py`` measures the difference). With
+``wc = 0`` the split model is one GP on ``log10 fp``, i.e. on the loss itself.
 
 Kernel hyperparameters are the paper's (``omega = 3``, weights 1, noise variance ``1e-4`` on the
 standardised outcome, constant mean 0) unless ``fit_kernel=True``, which fits ``omega``, the
@@ -67,6 +69,9 @@ PHASE_ATTR = "dnc.bo"
 
 NOISE = 1e-4
 """The original's noise variance (``noise_var``), here on the standardised outcome."""
+
+AT_BOUNDS = 0.1
+"""Probability that an explored candidate takes a numeric parameter at one of its bounds."""
 
 MODELS = ("split", "loss")
 """What the GP models (``Proposal.model``): ``split``, log10 fp and log10 fc by one GP each;
@@ -236,6 +241,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         noise: the noise variance on the standardised outcome when not fitted.
         mc_samples: quasi-MC samples of ``qLogExpectedImprovement`` (running trials, split model).
         omega: the ramp kernels' ``omega`` (the start of the fit with ``fit_kernel``).
+        at_bounds: probability that a random candidate takes a numeric parameter at one of its
+            bounds (0: plain uniform draws, as the paper).
         loss_parts: model ``log10 fp`` and ``log10 fc`` by one GP each (the split model);
             ``None``: one GP on the trial values (the paper).
 
@@ -260,11 +267,14 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         mc_samples: int = 256,
         omega: float = OMEGA,
         loss_parts: LossParts | None = None,
+        at_bounds: float = AT_BOUNDS,
     ) -> None:
         if prior_states < 0 or explore < 1:
             raise ValueError("RampBOSampler: prior_states must be >= 0 and explore >= 1")
         if not (omega > 0 and math.isfinite(omega)):
             raise ValueError(f"RampBOSampler: omega={omega} must be a positive number")
+        if not 0 <= at_bounds < 1:
+            raise ValueError(f"RampBOSampler: at_bounds={at_bounds} must lie in [0, 1)")
         self.space = space
         self.active = None if active is None else tuple(active)
         self.base = dict(base or {})
@@ -275,6 +285,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self.noise = float(noise)
         self.mc_samples = int(mc_samples)
         self.omega = float(omega)
+        self.at_bounds = float(at_bounds)
         self.loss_parts = loss_parts
         self._lock = threading.RLock()
         self._chosen: dict[tuple[int, int], Proposal] = {}
@@ -282,6 +293,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self._encoder: CandidateEncoder | None = None
         self._sobol: torch.Tensor | None = None
         self._dims = 1
+        self._numeric = np.zeros(1, dtype=bool)  # columns of int and float parameters
         self._coordinate: dict[str, int] = {}
         self._fallback = optuna.samplers.RandomSampler(seed=self.seed)
         # Last fitted hyperparameters per modelled outcome (warm start).
@@ -392,6 +404,10 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         # state comes from the same, stratified, Sobol dimension.
         self._coordinate = {name: i for i, name in enumerate(self._probe.records)}
         self._dims = min(max(len(self._coordinate), 1), torch.quasirandom.SobolEngine.MAXDIM)
+        self._numeric = np.zeros(self._dims, dtype=bool)
+        for name, index in self._coordinate.items():
+            if index < self._dims and self._probe.records[name].kind != "categorical":
+                self._numeric[index] = True
 
     def _sobol_point(self, index: int) -> list[float]:
         count = max(index + 1, self.prior_states)
@@ -439,6 +455,17 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 return Proposal(params, candidate, "prior")
         return Proposal(params, candidate, "repeat")
 
+    def _random_rows(self, rng: np.random.Generator) -> np.ndarray:
+        """``explore`` rows of uniforms, one column per parameter. With ``at_bounds``, each
+        numeric parameter of each row sits at its lower or its upper bound (the space's own,
+        dynamic ones included) with that probability: a random draw almost never lands on a
+        bound, yet that is where the best lr or the cheapest width often is."""
+        rows = rng.random((self.explore, self._dims))
+        if self.at_bounds > 0 and self._numeric.any():
+            edge = (rng.random(rows.shape) < self.at_bounds) & self._numeric
+            rows = np.where(edge, (rng.random(rows.shape) < 0.5).astype(float), rows)
+        return rows
+
     def _explore(self, number: int, taken: set[Hashable]) -> list[tuple[Candidate, dict[str, Any]]]:
         """``explore`` random candidates, less those equal to a known one or to each other;
         if none is left, draw again (at most 10 times)."""
@@ -446,7 +473,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         for _ in range(10):
             seen = set(taken)
             out = []
-            for row in rng.random((self.explore, self._dims)).tolist():
+            for row in self._random_rows(rng).tolist():
                 candidate, params = self._sample(row)
                 key = _key(candidate)
                 if key not in seen:
@@ -603,4 +630,4 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self._fitted[name] = {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
-__all__ = ["MODELS", "PHASE_ATTR", "LossParts", "Proposal", "RampBOSampler"]
+__all__ = ["AT_BOUNDS", "MODELS", "PHASE_ATTR", "LossParts", "Proposal", "RampBOSampler"]

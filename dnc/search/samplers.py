@@ -28,6 +28,9 @@ class BOSettings:
     original's 1e-4; raise it when t_epoch measurements are noisy)."""
     omega: float = 3.0
     """Ramp BO: the kernels' ``omega`` (the paper's 3; the start of the fit with ``fit_kernel``)."""
+    at_bounds: float = 0.1
+    """Ramp BO: probability that an explored candidate takes a numeric parameter at one of its
+    bounds (0: uniform draws, as the paper)."""
     model: str = "split"
     """Ramp BO: ``split`` (one GP on log10 fp, one on log10 fc, combined in the acquisition) or
     ``loss`` (one GP on the search loss, as the paper)."""
@@ -37,6 +40,8 @@ class BOSettings:
             raise UserError(f"search.bo.noise={self.noise}: must be > 0")
         if not (self.omega > 0 and math.isfinite(self.omega)):
             raise UserError(f"search.bo.omega={self.omega}: must be a positive number")
+        if not 0 <= self.at_bounds < 1:
+            raise UserError(f"search.bo.at_bounds={self.at_bounds}: must lie in [0, 1)")
         if self.model not in ("split", "loss"):
             raise UserError(f"search.bo.model={self.model!r}: choose split or loss")
         if self.prior_states < 1 or self.steps < 0 or self.explore < 1:
@@ -91,6 +96,7 @@ def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
         fit_kernel=ctx.bo.fit_kernel,
         noise=ctx.bo.noise,
         omega=ctx.bo.omega,
+        at_bounds=ctx.bo.at_bounds,
         loss_parts=ctx.loss_parts if ctx.bo.model == "split" else None,
         seed=ctx.seed,
     )

@@ -98,7 +98,9 @@ class UniformSuggest:
         if not self._searched(group):
             return float(self.base.get(name, default))
         u = self.draw()
-        if log:
+        if u <= 0.0 or u >= 1.0:  # exactly at a bound (exp(log(low)) may differ in the last bit)
+            value = low if u <= 0.0 else high
+        elif log:
             value = math.exp(math.log(low) + u * (math.log(high) - math.log(low)))
         else:
             value = low + u * (high - low)

@@ -75,14 +75,19 @@ def test_prior_states_are_sobol_points_pushed_through_the_space() -> None:
         assert sorted(int(8 * x) for x in u) == list(range(8)), name
 
 
-def test_reproducible_with_a_seed() -> None:
-    space = MLPSpace()
+@pytest.mark.parametrize("split", [False, True])
+def test_reproducible_with_a_seed(split: bool) -> None:
+    space = ChainCNNSpace()
 
     def proposals(seed: int) -> list[dict[str, Any]]:
+        parts = LossParts(wc=0.1, parts=recorded_parts) if split else None
         study = optuna.create_study(sampler=RampBOSampler(space=space, prior_states=4,
-                                                          explore=200, seed=seed))
-        run(study, space, lambda c: (math.log10(c["lr"]) + 3) ** 2 + c["batch_size"] / 512, 9)
+                                                          explore=200, seed=seed,
+                                                          loss_parts=parts))
+        split_run(study, space, 9)
         assert phases(study).count("bo") == 5
+        models = {t.system_attrs[PHASE_ATTR]["model"] for t in study.trials[4:]}
+        assert models == {"split" if split else "loss"}
         return [t.params for t in study.trials]
 
     first = proposals(7)
@@ -291,6 +296,32 @@ def test_fit_kernel_learns_omega_and_weights() -> None:
     assert "kernel" not in fixed.trials[-1].system_attrs[PHASE_ATTR]
 
 
+# -- explored candidates at the bounds ----------------------------------------------------------
+@pytest.mark.parametrize("at_bounds", [0.0, 0.1])
+def test_explored_candidates_reach_the_bounds(at_bounds: float) -> None:
+    """With ``at_bounds`` a numeric parameter of an explored candidate sits at one of its
+    bounds (dynamic ones too) that often, half at each end; categorical choices stay uniform.
+    (A few draws at the bounds are duplicates and dropped, hence the tolerance.)"""
+    space = Blocks()
+    sampler = RampBOSampler(space=space, explore=3000, seed=0, at_bounds=at_bounds)
+    sampler._setup()
+    draws = [c for c, _ in sampler._explore(0, set())]
+    lr = [c["lr"] for c in draws]
+    low, high = sum(v == 1e-4 for v in lr) / len(lr), sum(v == 1.0 for v in lr) / len(lr)
+    assert low == pytest.approx(at_bounds / 2, abs=0.015)
+    assert high == pytest.approx(at_bounds / 2, abs=0.015)
+    grown = [c for c in draws if c["blocks"] >= 2]  # size_1 in [size_0, 3 size_0]
+    edge = sum(c["size_1"] in (c["size_0"], 3 * c["size_0"]) for c in grown) / len(grown)
+    assert edge >= at_bounds * 0.8
+    share = [sum(c["optimizer"] == o for c in draws) / len(draws)
+             for o in ("sgd", "adam", "rmsprop")]
+    assert share == pytest.approx([1 / 3] * 3, abs=0.04)
+    if at_bounds:  # the rest are still spread over the range
+        inner = [v for v in lr if 1e-4 < v < 1.0]
+        assert len(inner) / len(lr) == pytest.approx(1 - at_bounds, abs=0.03)
+        assert min(inner) < 2e-4 and max(inner) > 0.5
+
+
 # -- the split model: log10 fp and log10 fc by one GP each ----------------------------------------
 def split_run(study: optuna.Study, space: SearchSpace, trials: int, *,
               record: bool = True) -> None:
@@ -336,19 +367,29 @@ def test_split_model_reproduces_the_recorded_losses() -> None:
     assert best == pytest.approx(-min(t.value for t in study.trials), abs=1e-9)
 
 
-def test_split_model_beats_one_gp_on_a_two_part_loss() -> None:
-    """Where fp and fc depend on different parameters, the split model's guided trials find a
-    lower loss than the paper's single GP from the same prior states (mean over 3 seeds)."""
+def test_split_model_takes_running_trials_as_pending_points() -> None:
     space = ChainCNNSpace()
-    found: dict[str, list[float]] = {"split": [], "loss": []}
-    for seed in range(3):
-        for model in found:
-            parts = LossParts(wc=0.1, parts=recorded_parts) if model == "split" else None
-            study = optuna.create_study(sampler=RampBOSampler(
-                space=space, prior_states=6, explore=300, seed=seed, loss_parts=parts))
-            split_run(study, space, 14)
-            found[model].append(min(t.value for t in study.trials[6:]))
-    assert sum(found["split"]) < sum(found["loss"])
+    base = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    split_run(base, space, 12)
+
+    def propose(held: Mapping[str, Any], state: TrialState) -> optuna.trial.FrozenTrial:
+        study = optuna.create_study()
+        study.add_trials(base.trials)
+        _hold(study, space, held, state)
+        study.sampler = RampBOSampler(space=space, prior_states=4, explore=300, seed=5,
+                                      loss_parts=LossParts(wc=0.1, parts=recorded_parts))
+        split_run(study, space, 1)
+        return study.trials[-1]
+
+    alone = propose(base.trials[0].params, TrialState.FAIL)
+    assert alone.system_attrs[PHASE_ATTR] | {"log_ei": 0} == {
+        "phase": "bo", "log_ei": 0, "pending": 0, "model": "split"}
+    chosen = alone.params
+    step = 1 if chosen["batch_size"] < 512 else -1
+    near = propose(dict(chosen, batch_size=chosen["batch_size"] + step), TrialState.RUNNING)
+    assert near.system_attrs[PHASE_ATTR]["pending"] == 1
+    assert near.system_attrs[PHASE_ATTR]["model"] == "split"
+    assert near.params != chosen
 
 
 def test_split_model_with_wc_0_and_without_figures() -> None:
@@ -365,9 +406,10 @@ def test_split_model_with_wc_0_and_without_figures() -> None:
     split_run(study, space, 1, record=False)  # a trial without figures: one GP on the values
     split_run(study, space, 1)
     assert study.trials[-1].system_attrs[PHASE_ATTR]["model"] == "loss"
+    maximising = optuna.create_study(direction="maximize", sampler=RampBOSampler(
+        space=space, loss_parts=LossParts(wc=0.1, parts=recorded_parts)))
     with pytest.raises(ValueError, match="minimises"):
-        RampBOSampler(space=space, loss_parts=LossParts(wc=0.1, parts=recorded_parts)).proposal(
-            optuna.create_study(direction="maximize"), optuna.create_study().ask()._cached_frozen_trial)
+        split_run(maximising, space, 1)
 
 
 # -- registry and configuration ----------------------------------------------------------------
@@ -385,8 +427,8 @@ def test_ramp_is_registered_and_the_default() -> None:
     search = OmegaConf.load(conf)
     assert search.sampler == "ramp"
     assert (search.bo.prior_states, search.bo.steps, search.bo.explore,
-            search.bo.fit_kernel, search.bo.omega, search.bo.model) == (
-        15, 15, 1000, False, 3.0, "split")
+            search.bo.fit_kernel, search.bo.omega, search.bo.model, search.bo.at_bounds) == (
+        15, 15, 1000, False, 3.0, "split", 0.1)
     assert BOSettings().model == "split" and BOSettings().omega == 3.0
 
 
@@ -405,7 +447,8 @@ def test_omega_and_model_come_from_the_settings() -> None:
     split = make_sampler("ramp", SamplerContext(space=MLPSpace(), groups=("core",), base={},
                                                 seed=0, loss_parts=parts, bo=BOSettings()))
     assert split.loss_parts is parts  # type: ignore[attr-defined]
-    for bad in ({"model": "gp"}, {"omega": -1.0}):
+    assert split.at_bounds == 0.1  # type: ignore[attr-defined]
+    for bad in ({"model": "gp"}, {"omega": -1.0}, {"at_bounds": 1.0}):
         with pytest.raises(UserError):
             BOSettings(**bad)  # type: ignore[arg-type]
 
