@@ -376,7 +376,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 known = self._known(study, t)
                 if known is not None:
                     if self.loss_parts is not None:
-                        known = _Known(known.row, known.key, self.loss_parts.parts(t))
+                        known = _Known(known.row, known.key, self._parts(t))
                     finished.append(known)
                     outcomes.append(float(t.value))
             elif t.state == TrialState.RUNNING:
@@ -392,6 +392,15 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             return self._prior(trial.number, taken)
         sign = -1.0 if study.direction == StudyDirection.MINIMIZE else 1.0
         return self._bo(trial.number, finished, [sign * y for y in outcomes], pending, taken)
+
+    def _parts(self, t: FrozenTrial) -> tuple[float, float] | None:
+        """A finished trial's ``(fp, fc)`` for the split model (``None``: not recorded, or not
+        finite and non-negative)."""
+        assert self.loss_parts is not None
+        parts = self.loss_parts.parts(t)
+        if parts is None or not all(math.isfinite(v) and v >= 0 for v in parts):
+            return None
+        return float(parts[0]), float(parts[1])
 
     def _setup(self) -> None:
         if self._probe is not None:

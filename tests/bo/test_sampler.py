@@ -324,7 +324,7 @@ def test_explored_candidates_reach_the_bounds(at_bounds: float) -> None:
 
 # -- the split model: log10 fp and log10 fc by one GP each ----------------------------------------
 def split_run(study: optuna.Study, space: SearchSpace, trials: int, *,
-              record: bool = True) -> None:
+              record: bool = True, fc: float | None = None) -> None:
     """A synthetic two-part search loss, as a dnc search records it: fp falls with lr towards
     1e-2, fc grows with the batch count (small batches cost more) and with the channels."""
 
@@ -332,10 +332,10 @@ def split_run(study: optuna.Study, space: SearchSpace, trials: int, *,
         c = space.sample(TrialSuggest(trial))
         trial.set_user_attr("candidate", c)
         fp = 0.02 + 0.3 * abs(math.log10(c["lr"]) + 2) / 3
-        fc = (512 / c["batch_size"]) ** 0.5 * c["channels_0"] / 64
+        cost = (512 / c["batch_size"]) ** 0.5 * c["channels_0"] / 64 if fc is None else fc
         if record:
-            trial.set_user_attr("figures", {"fp": fp, "fc": fc})
-        return math.log10(fp + 0.1 * fc)
+            trial.set_user_attr("figures", {"fp": fp, "fc": cost})
+        return math.log10(fp + 0.1 * min(cost, 1e6))
 
     study.optimize(objective, n_trials=trials)
 
@@ -406,6 +406,13 @@ def test_split_model_with_wc_0_and_without_figures() -> None:
     split_run(study, space, 1, record=False)  # a trial without figures: one GP on the values
     split_run(study, space, 1)
     assert study.trials[-1].system_attrs[PHASE_ATTR]["model"] == "loss"
+    other = optuna.create_study(sampler=RampBOSampler(
+        space=space, prior_states=4, explore=100, seed=0,
+        loss_parts=LossParts(wc=0.1, parts=recorded_parts)))
+    split_run(other, space, 4)
+    split_run(other, space, 1, fc=math.inf)  # a figure that is not finite: left out likewise
+    split_run(other, space, 1)
+    assert other.trials[-1].system_attrs[PHASE_ATTR]["model"] == "loss"
     maximising = optuna.create_study(direction="maximize", sampler=RampBOSampler(
         space=space, loss_parts=LossParts(wc=0.1, parts=recorded_parts)))
     with pytest.raises(ValueError, match="minimises"):
