@@ -62,6 +62,8 @@ from dnc.search.suggest import UniformSuggest
 if TYPE_CHECKING:
     from botorch.models import SingleTaskGP
 
+    from dnc.bo.kernels import CandidateKernel
+
 log = logging.getLogger(__name__)
 
 PHASE_ATTR = "dnc.bo"
@@ -239,7 +241,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         fit_kernel: fit ``omega``, weights, noise and mean by marginal likelihood.
         seed: fixes every random choice (``None``: a random seed).
         noise: the noise variance on the standardised outcome when not fitted.
-        mc_samples: quasi-MC samples of ``qLogExpectedImprovement`` (running trials, split model).
+        mc_samples: quasi-MC samples of ``qLogExpectedImprovement`` (running trials, split
+            model; the base samples are shared by all candidates, so 128 rank them steadily).
         omega: the ramp kernels' ``omega`` (the start of the fit with ``fit_kernel``).
         at_bounds: probability that a random candidate takes a numeric parameter at one of its
             bounds (0: plain uniform draws, as the paper).
@@ -264,7 +267,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         fit_kernel: bool = False,
         seed: int | None = None,
         noise: float = NOISE,
-        mc_samples: int = 256,
+        mc_samples: int = 128,
         omega: float = OMEGA,
         loss_parts: LossParts | None = None,
         at_bounds: float = AT_BOUNDS,
@@ -584,7 +587,11 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             best = float(-log_fp.min())
             return self.fit(train_x, log_fp, "fp"), GenericMCObjective(negative_log_fp), best
         log_fc = _log10_floored([p[1] for p in parts])
-        models = ModelListGP(self.fit(train_x, log_fp, "fp"), self.fit(train_x, log_fc, "fc"))
+        # Fixed hyperparameters: both GPs share one kernel instance, which then computes each
+        # covariance block once for the two of them (CandidateKernel remembers it).
+        shared = None if self.fit_kernel else self._kernel()
+        models = ModelListGP(self.fit(train_x, log_fp, "fp", shared),
+                             self.fit(train_x, log_fc, "fc", shared))
 
         def negative_loss(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
             return -torch.log10(10.0 ** samples[..., 0] + wc * 10.0 ** samples[..., 1])
@@ -592,17 +599,26 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         best = float(negative_loss(torch.cat([log_fp, log_fc], dim=-1)).max())
         return models, GenericMCObjective(negative_loss), best
 
-    def fit(self, train_x: torch.Tensor, train_y: torch.Tensor, name: str = "loss") -> SingleTaskGP:
-        """A ``SingleTaskGP`` with the ramp kernel on ``n x d`` inputs and ``n x 1`` outcomes,
-        standardised; hyperparameters fixed, or fitted with ``fit_kernel`` (warm-started from the
-        last fit of the outcome called ``name``)."""
+    def _kernel(self) -> CandidateKernel:
+        assert self._encoder is not None
+        return self._encoder.kernel(omega=self.omega)
+
+    def fit(
+        self,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        name: str = "loss",
+        kernel: CandidateKernel | None = None,
+    ) -> SingleTaskGP:
+        """A ``SingleTaskGP`` with the ramp kernel (a new one, or ``kernel``) on ``n x d``
+        inputs and ``n x 1`` outcomes, standardised; hyperparameters fixed, or fitted with
+        ``fit_kernel`` (warm-started from the last fit of the outcome called ``name``)."""
         from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
         from gpytorch.constraints import GreaterThan
         from gpytorch.likelihoods import GaussianLikelihood
 
-        assert self._encoder is not None
-        kernel = self._encoder.kernel(omega=self.omega)
+        kernel = kernel if kernel is not None else self._kernel()
         if not self.fit_kernel:
             likelihood = GaussianLikelihood(noise_constraint=GreaterThan(1e-9))
             likelihood.noise = self.noise

@@ -312,3 +312,29 @@ def test_cnn_gram_with_fitted_like_weights_is_psd() -> None:
 def test_module_examples_run() -> None:
     result = doctest.testmod(kernels_module, extraglobs={"torch": torch})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_candidate_kernel_reuses_a_block_only_for_the_same_inputs_and_hyperparameters() -> None:
+    """Outside autograd a CandidateKernel remembers recent blocks (the split model's two GPs
+    share one instance); a change of inputs, weights or omega must give fresh values."""
+
+    def kernel() -> CandidateKernel:
+        return CandidateKernel([RampKernel(32, 512, active_dims=(0,)),
+                                RampKernel(-5, -1, active_dims=(1,))]).double()
+
+    x = torch.tensor([[200.0, -3.0], [100.0, -2.0], [500.0, -4.5]], dtype=torch.float64)
+    k = kernel()
+    with torch.no_grad():
+        first = k(x, x).to_dense()
+        assert torch.equal(k(x.clone(), x.clone()).to_dense(), first)
+        moved = x.clone()
+        moved[0, 0] = 300.0
+        assert torch.allclose(k(moved, x).to_dense(), kernel()(moved, x).to_dense())
+        k.weights = torch.tensor([1.0, 3.0])
+        reference = kernel()
+        reference.weights = torch.tensor([1.0, 3.0])
+        assert torch.allclose(k(x, x).to_dense(), reference(x, x).to_dense())
+        k.kernels[0].omega = 1.0
+        reference.kernels[0].omega = 1.0
+        assert torch.allclose(k(x, x).to_dense(), reference(x, x).to_dense())
+        assert not torch.allclose(k(x, x).to_dense(), first)
