@@ -374,7 +374,7 @@ class CandidateKernel(Kernel):
             "raw_weights", weight_constraint if weight_constraint is not None else Positive()
         )
         self.weights = torch.tensor([1.0] * len(kernels) if weights is None else list(weights))
-        self._memo: list[tuple[Tensor, Tensor, bool, Tensor, Tensor]] = []
+        self._memo: list[tuple[Tensor, Tensor, tuple[int, int], bool, Tensor, Tensor]] = []
 
     @property
     def weights(self) -> Tensor:
@@ -398,12 +398,14 @@ class CandidateKernel(Kernel):
         # Inference: remember the last few blocks, so GPs that share this kernel instance (the
         # split model's two GPs on the same trials, hyperparameters fixed) compute each once.
         hyper = torch.cat([p.detach().reshape(-1) for p in self.parameters()])
-        for a, b, d, h, out in self._memo:
+        for a, b, versions, d, h, out in self._memo:
             if (d == diag and a.shape == x1.shape and b.shape == x2.shape
+                    and versions == (a._version, b._version)  # not changed in place since
                     and torch.equal(h, hyper) and torch.equal(a, x1) and torch.equal(b, x2)):
                 return out
         out = self._mean(x1, x2, diag)
-        self._memo = [*self._memo[-(_MEMO - 1):], (x1, x2, diag, hyper, out)]
+        entry = (x1, x2, (x1._version, x2._version), diag, hyper, out)
+        self._memo = [*self._memo[-(_MEMO - 1):], entry]
         return out
 
     def _mean(self, x1: Tensor, x2: Tensor, diag: bool) -> Tensor:

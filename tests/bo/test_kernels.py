@@ -330,6 +330,8 @@ def test_candidate_kernel_reuses_a_block_only_for_the_same_inputs_and_hyperparam
         moved = x.clone()
         moved[0, 0] = 300.0
         assert torch.allclose(k(moved, x).to_dense(), kernel()(moved, x).to_dense())
+        moved[1, 1] = -1.5  # changed in place after the call
+        assert torch.allclose(k(moved, x).to_dense(), kernel()(moved, x).to_dense())
         k.weights = torch.tensor([1.0, 3.0])
         reference = kernel()
         reference.weights = torch.tensor([1.0, 3.0])
