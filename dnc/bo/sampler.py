@@ -75,11 +75,6 @@ NOISE = 1e-4
 AT_BOUNDS = 0.1
 """Probability that an explored candidate takes a numeric parameter at one of its bounds."""
 
-MODELS = ("split", "loss")
-"""What the GP models (``Proposal.model``): ``split``, log10 fp and log10 fc by one GP each;
-``loss``, the search loss by one GP (the paper)."""
-
-
 @dataclass(frozen=True)
 class LossParts:
     """How a trial's search loss ``log10(fp + wc * fc)`` splits, for the split model.
@@ -116,9 +111,9 @@ class Proposal:
     ``params``: the sampled parameters (what ``sample_independent`` answers); ``phase``:
     ``prior`` (Sobol), ``bo`` (maximised EI) or ``repeat`` (every draw was a known candidate);
     ``acquisition``: the log-EI of the choice (``bo`` only); ``pending``: how many running
-    trials entered it as pending points; ``model``: what the GP modelled (``MODELS``; ``bo``
-    only); ``kernel``: the fitted ``omega`` and weights of the candidate kernel's parts, per GP
-    (``fit_kernel`` only).
+    trials entered it as pending points; ``model``: what the GPs modelled (``split`` or
+    ``loss``; ``bo`` only); ``kernel``: the fitted ``omega`` and weights of the candidate
+    kernel's parts, per GP (``fit_kernel`` only).
     """
 
     params: dict[str, Any]
@@ -523,27 +518,21 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         x_pending = (torch.tensor([k.row for k in pending], dtype=torch.float64)
                      if pending else None)
         parts = [k.parts for k in finished]
+        mc = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=self.seed + number)
         acq: AcquisitionFunction
         if self.loss_parts is not None and all(p is not None for p in parts):
             model_name = "split"
-            models, objective, best_f = self._split(train_x, parts)  # type: ignore[arg-type]
-            acq = qLogExpectedImprovement(
-                models, best_f=best_f, objective=objective, X_pending=x_pending,
-                sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]),
-                                              seed=self.seed + number),
-            )
-            fitted = dict(zip(self._split_names(), self._gps(models), strict=True))
+            model, objective, best_f, gps = self._split(train_x, parts)  # type: ignore[arg-type]
+            acq = qLogExpectedImprovement(model, best_f=best_f, objective=objective,
+                                          X_pending=x_pending, sampler=mc)
         else:
             model_name = "loss"
             train_y = torch.tensor(targets, dtype=torch.float64).unsqueeze(-1)
             model = self.fit(train_x, train_y)
-            fitted = {"loss": model}
+            gps = {"loss": model}
             if pending:
-                acq = qLogExpectedImprovement(
-                    model, best_f=train_y.max(), X_pending=x_pending,
-                    sampler=SobolQMCNormalSampler(torch.Size([self.mc_samples]),
-                                                  seed=self.seed + number),
-                )
+                acq = qLogExpectedImprovement(model, best_f=train_y.max(), X_pending=x_pending,
+                                              sampler=mc)
             else:
                 acq = LogExpectedImprovement(model, best_f=train_y.max())
         with torch.no_grad():
@@ -553,26 +542,19 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         kernel = None
         if self.fit_kernel:
             kernel = {}
-            for name, gp in fitted.items():
+            for name, gp in gps.items():
                 covar = gp.covar_module
                 kernel[name] = {"omega": [float(k.omega.detach()) for k in covar.kernels],
                                 "weights": covar.weights.detach().tolist()}
         return Proposal(params, candidate, "bo", float(scores[best]), len(pending), kernel,
                         model_name)
 
-    def _split_names(self) -> tuple[str, ...]:
-        assert self.loss_parts is not None
-        return ("fp", "fc") if self.loss_parts.wc > 0 else ("fp",)
-
-    @staticmethod
-    def _gps(model: Any) -> list[SingleTaskGP]:
-        return list(model.models) if hasattr(model, "models") else [model]
-
     def _split(
         self, train_x: torch.Tensor, parts: Sequence[tuple[float, float]]
-    ) -> tuple[Any, Any, float]:
-        """The split model: GPs on ``log10 fp`` (and ``log10 fc`` when ``wc > 0``), the MC
-        objective ``-log10(fp + wc * fc)`` on their samples, and its best value so far."""
+    ) -> tuple[Any, Any, float, dict[str, SingleTaskGP]]:
+        """The split model: GPs on ``log10 fp`` (and ``log10 fc`` when ``wc > 0``), the model
+        the acquisition reads, the MC objective ``-log10(fp + wc * fc)`` on its samples, the
+        objective's best value so far, and the GPs by name."""
         from botorch.acquisition.objective import GenericMCObjective
         from botorch.models import ModelListGP
 
@@ -584,20 +566,20 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             def negative_log_fp(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
                 return -samples[..., 0]
 
-            best = float(-log_fp.min())
-            return self.fit(train_x, log_fp, "fp"), GenericMCObjective(negative_log_fp), best
+            fp = self.fit(train_x, log_fp, "fp")
+            return fp, GenericMCObjective(negative_log_fp), float(-log_fp.min()), {"fp": fp}
         log_fc = _log10_floored([p[1] for p in parts])
         # Fixed hyperparameters: both GPs share one kernel instance, which then computes each
         # covariance block once for the two of them (CandidateKernel remembers it).
         shared = None if self.fit_kernel else self._kernel()
-        models = ModelListGP(self.fit(train_x, log_fp, "fp", shared),
-                             self.fit(train_x, log_fc, "fc", shared))
+        gps = {"fp": self.fit(train_x, log_fp, "fp", shared),
+               "fc": self.fit(train_x, log_fc, "fc", shared)}
 
         def negative_loss(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
             return -torch.log10(10.0 ** samples[..., 0] + wc * 10.0 ** samples[..., 1])
 
         best = float(negative_loss(torch.cat([log_fp, log_fc], dim=-1)).max())
-        return models, GenericMCObjective(negative_loss), best
+        return ModelListGP(gps["fp"], gps["fc"]), GenericMCObjective(negative_loss), best, gps
 
     def _kernel(self) -> CandidateKernel:
         assert self._encoder is not None
@@ -655,4 +637,4 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self._fitted[name] = {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
-__all__ = ["AT_BOUNDS", "MODELS", "PHASE_ATTR", "LossParts", "Proposal", "RampBOSampler"]
+__all__ = ["AT_BOUNDS", "PHASE_ATTR", "LossParts", "Proposal", "RampBOSampler"]

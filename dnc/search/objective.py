@@ -34,9 +34,14 @@ def search_loss(fp: float, fc: float, wc: float) -> float:
     return math.log10(max(fp + wc * fc, 1e-12))
 
 
+def loss_terms(figures: Mapping[str, float], cost: CostEvaluator) -> tuple[float, float]:
+    """``(fp, fc)`` of recorded ``figures``: the two terms of the search loss."""
+    return performance_term(figures["best_val_acc"]), cost.complexity(figures)
+
+
 def score(figures: Mapping[str, float], wc: float, cost: CostEvaluator) -> float:
     """The search loss of recorded ``figures`` for ``wc``: re-scoring needs no training."""
-    return search_loss(performance_term(figures["best_val_acc"]), cost.complexity(figures), wc)
+    return search_loss(*loss_terms(figures, cost), wc)
 
 
 @dataclass

@@ -31,7 +31,7 @@ import torch
 from optuna.trial import FrozenTrial, TrialState
 
 from dnc.plugins import Candidate, CostEvaluator, Dataset, SearchSpace, TensorData, UserError
-from dnc.search.objective import check_wc, evaluate, performance_term
+from dnc.search.objective import check_wc, evaluate, loss_terms
 from dnc.search.samplers import SAMPLERS, BOSettings, SamplerContext, make_sampler
 from dnc.search.stages import StageSpec, candidate_key
 from dnc.search.storage import (
@@ -288,8 +288,8 @@ class Search:
         study.set_user_attr(FINISHED_ATTR, True)
 
     def _loss_parts(self) -> LossParts:
-        """How a trial's search loss splits (for the ramp sampler's split model): fp from its
-        recorded ``best_val_acc``, fc from its figures under this search's cost evaluator."""
+        """How a trial's search loss splits (for the ramp sampler's split model): ``(fp, fc)``
+        of its recorded figures under this search's cost evaluator."""
         from dnc.bo.sampler import LossParts
 
         def parts(trial: FrozenTrial) -> tuple[float, float] | None:
@@ -297,7 +297,7 @@ class Search:
             if not isinstance(figures, Mapping):
                 return None
             try:
-                return (performance_term(figures["best_val_acc"]), self.cost.complexity(figures))
+                return loss_terms(figures, self.cost)
             except (KeyError, TypeError, ValueError):
                 return None
 

@@ -15,6 +15,11 @@ if TYPE_CHECKING:
     from dnc.bo.sampler import LossParts
 
 
+MODELS = ("split", "loss")
+"""What the ramp BO's GPs model (``search.bo.model``): ``split``, log10 fp and log10 fc by one
+GP each; ``loss``, the search loss by one GP (the paper)."""
+
+
 @dataclass(frozen=True)
 class BOSettings:
     """Budgets of a model-based stage (DESIGN §3) and the ramp-BO options."""
@@ -42,8 +47,8 @@ class BOSettings:
             raise UserError(f"search.bo.omega={self.omega}: must be a positive number")
         if not 0 <= self.at_bounds < 1:
             raise UserError(f"search.bo.at_bounds={self.at_bounds}: must lie in [0, 1)")
-        if self.model not in ("split", "loss"):
-            raise UserError(f"search.bo.model={self.model!r}: choose split or loss")
+        if self.model not in MODELS:
+            raise UserError(f"search.bo.model={self.model!r}: choose {' or '.join(MODELS)}")
         if self.prior_states < 1 or self.steps < 0 or self.explore < 1:
             raise UserError(
                 "search.bo: prior_states and explore must be >= 1 and steps >= 0 "

@@ -359,7 +359,7 @@ def test_split_model_reproduces_the_recorded_losses() -> None:
     assert {i["model"] for i in info[6:]} == {"split"}
     known = [sampler._known(study, t) for t in study.trials]
     x = torch.tensor([k.row for k in known if k is not None], dtype=torch.float64)
-    models, objective, best = sampler._split(x, [recorded_parts(t) for t in study.trials])
+    models, objective, best, _ = sampler._split(x, [recorded_parts(t) for t in study.trials])
     with torch.no_grad():
         means = torch.stack([m.posterior(x).mean[..., 0] for m in models.models], dim=-1)
     composed = objective(means).tolist()
