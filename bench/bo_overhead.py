@@ -17,9 +17,11 @@ CNN-shaped space defined here (4-16 conv layers, first 16-64 channels, each next
 
     python bench/bo_overhead.py [--repeats 5] [--explore 1000]
 
-Fitted figures are for a search step: the sampler starts the marginal-likelihood fit from the
-previous step's hyperparameters (fitted at n - 1 trials); ``*_fitted_cold`` gives that previous,
-cold fit (from the paper's values), keyed by its n - 1.
+Every figure is for a step of a running search: the timed proposal at n trials follows the same
+sampler's proposal at n - 1 (which set the sampler up: probing the space, building the kernel).
+Fitted, the sampler starts the marginal-likelihood fit from that previous step's
+hyperparameters; ``*_fitted_cold`` gives that previous, cold fit (from the paper's values),
+keyed by its n - 1.
 
 Last line: one JSON object with wall-clock seconds per proposal for ``mlp``, ``cnn``,
 ``mlp_fitted``, ``cnn_fitted`` (and ``*_fitted_cold``, ``mlp_loss``, ``cnn_loss``) keyed by n,
@@ -128,22 +130,22 @@ def seconds_per_proposal(space: SearchSpace, n: int, fitted: bool, repeats: int,
     """Median wall (``wall``) and CPU (``cpu``) seconds of ``repeats`` proposals with ``n``
     finished trials.
 
-    Fitted: as in a search, the step before (n - 1 trials, a cold fit from the paper's values,
-    timed as ``cold``) leaves its hyperparameters as the next fit's starting point.
+    As in a search, the sampler has made the step before (at n - 1 trials), which set it up
+    and, fitted, leaves its hyperparameters as the next fit's starting point; that step, a
+    cold fit from the paper's values, is timed as ``cold`` when fitted.
     """
     warm, cold = [], []
     for r in range(repeats):
-        study = study_with(space, n - 1 if fitted else n, seed=1000 * n + r)
+        study = study_with(space, n - 1, seed=1000 * n + r)
         study.sampler = RampBOSampler(
             space=space, active=ACTIVE, prior_states=min(n - 1, 10), explore=explore,
             fit_kernel=fitted, seed=r,
             loss_parts=LossParts(wc=WC, parts=recorded_parts) if split else None)
-        if fitted:
-            cold.append(tell_candidate(study, space)[0])
+        cold.append(tell_candidate(study, space)[0])
         warm.append(timed_proposal(study, space))
     out = {"wall": statistics.median(w for w, _ in warm),
            "cpu": statistics.median(c for _, c in warm)}
-    if cold:
+    if fitted:
         out["cold"] = statistics.median(cold)
     return out
 

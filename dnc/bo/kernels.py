@@ -14,12 +14,19 @@ them is, and it is 1 for identical candidates.
 Every kernel here keeps its ``omega`` by GPyTorch's recipe (``raw_omega`` parameter, a registered
 constraint, ``omega`` property and setter), so ``fit_gpytorch_mll`` can learn it. None of them is
 differentiable with respect to its inputs (candidates are compared, not optimised).
+
+Each ramp kernel evaluates in two steps: ``distances`` (everything that does not depend on
+``omega``) and ``from_distances`` (the exponentials at the current ``omega``, with the gradient
+in ``omega`` formed in the same pass). A marginal-likelihood fit evaluates the kernel on the same
+training inputs at every step, so ``CandidateKernel`` keeps the last distances and each step
+only pays for the exponentials.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from gpytorch.constraints import Interval, Positive
@@ -85,6 +92,48 @@ class _OmegaKernel(Kernel):
         """``omega`` shaped to broadcast against ``... x n x m`` (or ``... x n`` with ``diag``)."""
         return self.omega[..., 0] if diag else self.omega
 
+    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params: object) -> Tensor:
+        return self.from_distances(self.distances(x1, x2, diag), diag)
+
+    def distances(self, x1: Tensor, x2: Tensor, diag: bool = False) -> tuple[Tensor, ...]:
+        """What the kernel's value depends on besides ``omega``: the powered, scaled
+        distances (``d**2 / omega**2``). A fit evaluates the kernel on the same inputs for
+        every value of ``omega`` it tries, so ``CandidateKernel`` computes these once."""
+        raise NotImplementedError
+
+    def from_distances(self, distances: tuple[Tensor, ...], diag: bool = False) -> Tensor:
+        """The kernel's value from ``distances(x1, x2, diag)`` at the current ``omega``."""
+        raise NotImplementedError
+
+
+class _ExpSum(torch.autograd.Function):
+    """``sum_l exp(max(scale * D_l, -700))`` over the leading dimension of ``D``, with the
+    gradient in ``scale`` (``sum_l D_l exp(scale * D_l)``) formed in the
+    forward pass: the backward pass then is one product, not the graph of ``L`` exponentials
+    (most of a fit's time with deep layer-wise kernels)."""
+
+    @staticmethod
+    def forward(ctx: Any, scale: Tensor, distances: Tensor) -> Tensor:
+        values = torch.mul(distances, scale).clamp_min_(_LOWEST).exp_()
+        ctx.scale_shape = scale.shape
+        if ctx.needs_input_grad[0]:
+            # Where the exponent is floored the true slope is 0; this gives D * 1e-304 there,
+            # at most ~1e-100 (a missing layer's D is below ~1e200): nothing next to the rest.
+            ctx.save_for_backward((distances * values).sum(0))
+        return values.sum(0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        (slope,) = ctx.saved_tensors
+        return (grad * slope).sum_to_size(ctx.scale_shape), None
+
+
+def _exp_sum(scale: Tensor, distances: Tensor) -> Tensor:
+    """``sum_l exp(max(scale * distances[l], -700))``; see ``_ExpSum``."""
+    if torch.is_grad_enabled() and scale.requires_grad:
+        return _ExpSum.apply(scale, distances)
+    return (distances * scale).clamp_min_(_LOWEST).exp_().sum(0)
+
 
 def _power_(t: Tensor, exponent: float) -> None:
     """``t **= exponent`` in place, by the cheapest route for common exponents."""
@@ -149,15 +198,20 @@ class RampKernel(_OmegaKernel):
         self.lower, self.upper, self.root = float(lower), float(upper), float(root)
         self.span = _span(self.lower, self.upper)
 
-    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params: object) -> Tensor:
+    def distances(self, x1: Tensor, x2: Tensor, diag: bool = False) -> tuple[Tensor, ...]:
         if x1.shape[-1] != 1 or x2.shape[-1] != 1:
             raise ValueError(
                 f"RampKernel compares one column, got {x1.shape[-1]} and {x2.shape[-1]}; "
                 "pass active_dims"
             )
         a, b = _pairwise(x1, x2, diag)
-        scaled = (a - b).abs()[..., 0] / self.span
-        return ramp(scaled, self._omega(diag), self.root)
+        powered = (a - b).abs_().div_(self.span)
+        _power_(powered, 2.0 / self.root)
+        return (powered,)  # ... x n x m x 1: the trailing 1 is the sum's dimension
+
+    def from_distances(self, distances: tuple[Tensor, ...], diag: bool = False) -> Tensor:
+        scale = -0.5 * self._omega(diag).square()
+        return _exp_sum(scale, distances[0].movedim(-1, 0))
 
 
 class CategoricalRampKernel(_OmegaKernel):
@@ -172,10 +226,13 @@ class CategoricalRampKernel(_OmegaKernel):
         0.0111
     """
 
-    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params: object) -> Tensor:
+    def distances(self, x1: Tensor, x2: Tensor, diag: bool = False) -> tuple[Tensor, ...]:
         a, b = _pairwise(x1, x2, diag)
-        differ = (a != b).any(-1).to(x1.dtype)
-        return ramp(differ, self._omega(diag), 1.0)
+        return ((a != b).any(-1).to(x1.dtype),)
+
+    def from_distances(self, distances: tuple[Tensor, ...], diag: bool = False) -> Tensor:
+        scale = -0.5 * self._omega(diag).square()
+        return _exp_sum(scale, distances[0].unsqueeze(0))
 
 
 class LayerwiseRampKernel(_OmegaKernel):
@@ -243,7 +300,7 @@ class LayerwiseRampKernel(_OmegaKernel):
         index = self.layer_index.to(x).view((-1,) + (1,) * (w.dim() - 1))
         return torch.where(index < x[..., 0].unsqueeze(0), w, absent).contiguous()
 
-    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params: object) -> Tensor:
+    def distances(self, x1: Tensor, x2: Tensor, diag: bool = False) -> tuple[Tensor, ...]:
         width = 1 + self.num_layers
         if x1.shape[-1] != width or x2.shape[-1] != width:
             raise ValueError(f"LayerwiseRampKernel expects {width} columns (depth + widths)")
@@ -256,23 +313,19 @@ class LayerwiseRampKernel(_OmegaKernel):
         d1, d2 = x1[..., 0], x2[..., 0]  # ... x n, ... x m
         if not diag:
             w1, w2, d1, d2 = w1.unsqueeze(-1), w2.unsqueeze(-2), d1.unsqueeze(-1), d2.unsqueeze(-2)
-        omega = self._omega(diag).double()
-        scale = -0.5 * omega.square()
-        needs_grad = torch.is_grad_enabled() and scale.requires_grad
-        with torch.no_grad():  # what does not depend on omega, in place
-            per_layer = (w1 - w2).abs_()
-            per_layer.div_(self.spans.to(x1).view((-1,) + (1,) * (per_layer.dim() - 1)))
-            for start, stop, root in self.root_groups:
-                _power_(per_layer[start:stop], 2.0 / root)
-            if not needs_grad:
-                per_layer.mul_(scale).clamp_min_(_LOWEST).exp_()
-        if needs_grad:
-            per_layer = torch.exp((per_layer * scale).clamp_min(_LOWEST))
-        total = per_layer.sum(0)  # over the layers both networks have
-        deeper = torch.maximum(d1, d2)
+        per_layer = (w1 - w2).abs_()
+        per_layer.div_(self.spans.to(x1).view((-1,) + (1,) * (per_layer.dim() - 1)))
+        for start, stop, root in self.root_groups:
+            _power_(per_layer[start:stop], 2.0 / root)
+        return per_layer, torch.maximum(d1, d2).to(dtype)  # the deeper network's depth
+
+    def from_distances(self, distances: tuple[Tensor, ...], diag: bool = False) -> Tensor:
+        per_layer, deeper = distances
+        scale = -0.5 * self._omega(diag).double().square()
+        total = _exp_sum(scale, per_layer)  # over the layers both networks have
         similarity = torch.where(deeper > 0, total / deeper.clamp_min(1.0), torch.ones_like(total))
         c = torch.exp(scale.clamp_min(_LOWEST))
-        return (c + (1.0 - c) * similarity).to(dtype)
+        return (c + (1.0 - c) * similarity).to(deeper.dtype)
 
 
 class MLPHiddenKernel(_OmegaKernel):
@@ -300,15 +353,18 @@ class MLPHiddenKernel(_OmegaKernel):
         self.total_span = _span(float(total_bounds[0]), float(total_bounds[1]))
         self.layer_span = _span(float(layer_bounds[0]), float(layer_bounds[1]))
 
-    def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params: object) -> Tensor:
+    def distances(self, x1: Tensor, x2: Tensor, diag: bool = False) -> tuple[Tensor, ...]:
         if x1.shape[-1] != 2 or x2.shape[-1] != 2:
             raise ValueError("MLPHiddenKernel expects 2 columns (total nodes, layer count)")
         a, b = _pairwise(x1, x2, diag)
-        delta = (a - b).abs()
-        omega = self._omega(diag)
-        nodes = ramp(delta[..., 0] / self.total_span, omega, 2.0)
-        layers = ramp(delta[..., 1] / self.layer_span, omega, 1.0)
-        return 0.5 * (nodes + layers)
+        delta = (a - b).abs_().movedim(-1, 0)  # 2 x ... x n x m: nodes, layers
+        nodes = delta[0] / self.total_span  # root 2: power 2 / 2
+        layers = (delta[1] / self.layer_span).square_()  # root 1
+        return (torch.stack([nodes, layers]),)
+
+    def from_distances(self, distances: tuple[Tensor, ...], diag: bool = False) -> Tensor:
+        scale = -0.5 * self._omega(diag).square()
+        return 0.5 * _exp_sum(scale, distances[0])
 
 
 def _unexpand(x: Tensor) -> Tensor:
@@ -375,6 +431,7 @@ class CandidateKernel(Kernel):
         )
         self.weights = torch.tensor([1.0] * len(kernels) if weights is None else list(weights))
         self._memo: list[tuple[Tensor, Tensor, tuple[int, int], bool, Tensor, Tensor]] = []
+        self._last_distances: tuple[Tensor, Tensor, Any, list[Any]] | None = None
 
     @property
     def weights(self) -> Tensor:
@@ -393,8 +450,11 @@ class CandidateKernel(Kernel):
         self.initialize(raw_weights=self.raw_weights_constraint.inverse_transform(value))
 
     def forward(self, x1: Tensor, x2: Tensor, diag: bool = False, **params: object) -> Tensor:
+        shape = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
+        shape += x1.shape[-2:-1] if diag else (x1.shape[-2], x2.shape[-2])
+        x1, x2 = _unexpand(x1), _unexpand(x2)
         if torch.is_grad_enabled():
-            return self._mean(x1, x2, diag)
+            return self._mean(x1, x2, diag).expand(shape)
         # Inference: remember the last few blocks, so GPs that share this kernel instance (the
         # split model's two GPs on the same trials, hyperparameters fixed) compute each once.
         hyper = torch.cat([p.detach().reshape(-1) for p in self.parameters()])
@@ -402,29 +462,50 @@ class CandidateKernel(Kernel):
             if (d == diag and a.shape == x1.shape and b.shape == x2.shape
                     and versions == (a._version, b._version)  # not changed in place since
                     and torch.equal(h, hyper) and torch.equal(a, x1) and torch.equal(b, x2)):
-                return out
+                return out.expand(shape)
         out = self._mean(x1, x2, diag)
         entry = (x1, x2, (x1._version, x2._version), diag, hyper, out)
         self._memo = [*self._memo[-(_MEMO - 1):], entry]
-        return out
+        return out.expand(shape)
 
     def _mean(self, x1: Tensor, x2: Tensor, diag: bool) -> Tensor:
-        shape = torch.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
-        shape += x1.shape[-2:-1] if diag else (x1.shape[-2], x2.shape[-2])
-        x1, x2 = _unexpand(x1), _unexpand(x2)
+        """The weighted mean of the parts on (unexpanded) inputs, broadcast batch shape."""
         w = self.weights
         w = w / w.sum(-1, keepdim=True)
+        distances = self._distances(x1, x2, diag)
         out: Tensor | None = None
-        for j, (kernel, cols) in enumerate(zip(self.kernels, self._columns, strict=True)):
-            if isinstance(cols, slice):
-                part = kernel.forward(x1[..., cols], x2[..., cols], diag=diag)
+        for j, kernel in enumerate(self.kernels):
+            if distances[j] is not None:
+                part = kernel.from_distances(distances[j], diag=diag)
             else:
-                part = kernel.forward(x1.index_select(-1, cols), x2.index_select(-1, cols),
-                                      diag=diag)
+                part = kernel.forward(*self._inputs(j, x1, x2), diag=diag)
             wj = w[..., j, None] if diag else w[..., j, None, None]
             out = wj * part if out is None else out + wj * part
         assert out is not None
-        return out.expand(shape)
+        return out
+
+    def _inputs(self, j: int, x1: Tensor, x2: Tensor) -> tuple[Tensor, Tensor]:
+        """The columns part ``j`` reads."""
+        cols = self._columns[j]
+        if isinstance(cols, slice):
+            return x1[..., cols], x2[..., cols]
+        return x1.index_select(-1, cols), x2.index_select(-1, cols)
+
+    def _distances(self, x1: Tensor, x2: Tensor, diag: bool) -> list[tuple[Tensor, ...] | None]:
+        """Each ramp part's ``omega``-free distances (``None`` for another kind of kernel).
+
+        With gradients on, the last inputs' are remembered: a marginal-likelihood fit evaluates
+        the kernel on the same training inputs (the same tensors) at every step, so this work
+        is done once per fit, not once per step."""
+        versions = (x1._version, x2._version)
+        last = self._last_distances
+        if last is not None and last[0] is x1 and last[1] is x2 and last[2] == (versions, diag):
+            return last[3]
+        out = [k.distances(*self._inputs(j, x1, x2), diag=diag)
+               if isinstance(k, _OmegaKernel) else None for j, k in enumerate(self.kernels)]
+        self._last_distances = (x1, x2, (versions, diag), out) if torch.is_grad_enabled() \
+            else None
+        return out
 
 
 __all__ = [

@@ -149,35 +149,30 @@ class _ReplaySuggest:
 
 
 class _CoordinateSuggest(UniformSuggest):
-    """A ``UniformSuggest`` that answers each parameter from its own coordinate of ``row``
-    (``coordinate``: name -> index; a name it lacks takes the next index, modulo the row)."""
+    """A ``UniformSuggest`` that answers each parameter from its own coordinate of a row of
+    uniforms (``coordinate``: name -> index; a name it lacks takes the next index, modulo the
+    row). One instance samples many rows (``sample``), as a BO step does for its candidates."""
 
-    def __init__(self, row: Sequence[float], coordinate: dict[str, int],
-                 active: Collection[str] | None, base: Mapping[str, Any]) -> None:
-        super().__init__(self._draw, active, base)
-        self._row, self._coordinate, self._name = row, coordinate, ""
+    def __init__(self, coordinate: dict[str, int], active: Collection[str] | None,
+                 base: Mapping[str, Any]) -> None:
+        super().__init__(self._unnamed, active, base)
+        self._row: Sequence[float] = ()
+        self._coordinate = coordinate
 
-    def _draw(self) -> float:
-        index = self._coordinate.get(self._name)
-        if index is None:
-            index = self._coordinate.setdefault(self._name, len(self._coordinate))
-        return self._row[index % len(self._row)]
+    def sample(self, space: SearchSpace, row: Sequence[float]) -> tuple[Candidate, dict[str, Any]]:
+        """Push one row of uniforms through ``space``: the candidate and its searched params."""
+        self._row, self.params = row, {}
+        return space.sample(self), self.params
 
-    def int(
-        self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
-    ) -> int:
-        self._name = name
-        return super().int(name, low, high, group=group, default=default, log=log)
+    def _unnamed(self) -> float:
+        raise AssertionError("every parameter is drawn by name")  # pragma: no cover
 
-    def float(
-        self, name: str, low: float, high: float, *, group: str, default: float, log: bool = False
-    ) -> float:
-        self._name = name
-        return super().float(name, low, high, group=group, default=default, log=log)
-
-    def categorical(self, name: str, choices: Sequence[Any], *, group: str, default: Any) -> Any:
-        self._name = name
-        return super().categorical(name, choices, group=group, default=default)
+    def _uniform(self, name: str) -> float:
+        try:
+            return self._row[self._coordinate[name] % len(self._row)]
+        except KeyError:
+            index = self._coordinate.setdefault(name, len(self._coordinate))
+            return self._row[index % len(self._row)]
 
 
 @contextlib.contextmanager
@@ -293,9 +288,11 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self._dims = 1
         self._numeric = np.zeros(1, dtype=bool)  # columns of int and float parameters
         self._coordinate: dict[str, int] = {}
+        self._suggest = _CoordinateSuggest(self._coordinate, self.active, self.base)
         self._fallback = optuna.samplers.RandomSampler(seed=self.seed)
         # Last fitted hyperparameters per modelled outcome (warm start).
         self._fitted: dict[str, dict[str, torch.Tensor]] = {}
+        self._fixed_kernel: CandidateKernel | None = None
 
     # -- Optuna's sampler interface -----------------------------------------------------------
     def infer_relative_search_space(
@@ -410,6 +407,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         # original's get_states gives each key its own Sobol column): the lr of every prior
         # state comes from the same, stratified, Sobol dimension.
         self._coordinate = {name: i for i, name in enumerate(self._probe.records)}
+        self._suggest = _CoordinateSuggest(self._coordinate, self.active, self.base)
         self._dims = min(max(len(self._coordinate), 1), torch.quasirandom.SobolEngine.MAXDIM)
         self._numeric = np.zeros(self._dims, dtype=bool)
         for name, index in self._coordinate.items():
@@ -425,9 +423,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
 
     def _sample(self, row: Sequence[float]) -> tuple[Candidate, dict[str, Any]]:
         """Push one row of uniforms (one per parameter) through the space."""
-        suggest = _CoordinateSuggest(row, self._coordinate, self.active, self.base)
-        candidate = self.space.sample(suggest)
-        return candidate, dict(suggest.params)
+        return self._suggest.sample(self.space, row)
 
     def _known(self, study: optuna.Study, t: FrozenTrial) -> _Known | None:
         """A trial's candidate and encoding: its ``candidate`` user attribute, else what this
@@ -569,30 +565,36 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             fp = self.fit(train_x, log_fp, "fp")
             return fp, GenericMCObjective(negative_log_fp), float(-log_fp.min()), {"fp": fp}
         log_fc = _log10_floored([p[1] for p in parts])
-        # Fixed hyperparameters: both GPs share one kernel instance, which then computes each
-        # covariance block once for the two of them (CandidateKernel remembers it).
-        shared = None if self.fit_kernel else self._kernel()
-        gps = {"fp": self.fit(train_x, log_fp, "fp", shared),
-               "fc": self.fit(train_x, log_fc, "fc", shared)}
+        gps = {"fp": self.fit(train_x, log_fp, "fp"), "fc": self.fit(train_x, log_fc, "fc")}
+        # -log10(10**a + wc 10**b), as a log-sum-exp in base e (no overflow, and cheaper).
+        ln10, ln_wc = math.log(10.0), math.log(wc)
 
         def negative_loss(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
-            return -torch.log10(10.0 ** samples[..., 0] + wc * 10.0 ** samples[..., 1])
+            both = torch.logaddexp(samples[..., 0] * ln10, samples[..., 1] * ln10 + ln_wc)
+            return both.mul_(-1.0 / ln10)
 
         best = float(negative_loss(torch.cat([log_fp, log_fc], dim=-1)).max())
         return ModelListGP(gps["fp"], gps["fc"]), GenericMCObjective(negative_loss), best, gps
 
     def _kernel(self) -> CandidateKernel:
+        """The candidate kernel of the next GP: with fixed hyperparameters one instance for
+        every GP of the sampler, so the GPs of a step (the split model's two, on the same
+        trials) compute each covariance block once (``CandidateKernel`` remembers recent
+        blocks); a new one to fit."""
         assert self._encoder is not None
-        return self._encoder.kernel(omega=self.omega)
+        if self.fit_kernel:
+            return self._encoder.kernel(omega=self.omega)
+        if self._fixed_kernel is None:
+            self._fixed_kernel = self._encoder.kernel(omega=self.omega)
+        return self._fixed_kernel
 
     def fit(
         self,
         train_x: torch.Tensor,
         train_y: torch.Tensor,
         name: str = "loss",
-        kernel: CandidateKernel | None = None,
     ) -> SingleTaskGP:
-        """A ``SingleTaskGP`` with the ramp kernel (a new one, or ``kernel``) on ``n x d``
+        """A ``SingleTaskGP`` with the ramp kernel on ``n x d``
         inputs and ``n x 1`` outcomes, standardised; hyperparameters fixed, or fitted with
         ``fit_kernel`` (warm-started from the last fit of the outcome called ``name``)."""
         from botorch.models import SingleTaskGP
@@ -600,7 +602,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         from gpytorch.constraints import GreaterThan
         from gpytorch.likelihoods import GaussianLikelihood
 
-        kernel = kernel if kernel is not None else self._kernel()
+        kernel = self._kernel()
         if not self.fit_kernel:
             likelihood = GaussianLikelihood(noise_constraint=GreaterThan(1e-9))
             likelihood.noise = self.noise

@@ -78,17 +78,24 @@ class UniformSuggest:
     def _searched(self, group: str) -> bool:
         return self.active is None or group in self.active
 
+    def _uniform(self, name: str) -> float:
+        """The number in ``[0, 1)`` that parameter ``name`` is drawn from (the next of the
+        stream; a subclass may answer by name)."""
+        return self.draw()
+
     def int(
         self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
     ) -> int:
-        if not self._searched(group):
+        if self.active is not None and group not in self.active:  # (inlined: hot in BO)
             return int(self.base.get(name, default))
-        u = self.draw()
+        u = self._uniform(name)
         if log:
-            value = round(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
-        else:
+            value = min(max(round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))),
+                            low), high)
+        else:  # u in [0, 1]: only u = 1 (a draw at the upper bound) overshoots
             value = low + math.floor(u * (high - low + 1))
-        value = min(max(value, low), high)
+            if value > high:
+                value = high
         self.params[name] = value
         return value
 
@@ -97,7 +104,7 @@ class UniformSuggest:
     ) -> float:
         if not self._searched(group):
             return float(self.base.get(name, default))
-        u = self.draw()
+        u = self._uniform(name)
         if u <= 0.0 or u >= 1.0:  # exactly at a bound (exp(log(low)) may differ in the last bit)
             value = low if u <= 0.0 else high
         elif log:
@@ -111,6 +118,6 @@ class UniformSuggest:
     def categorical(self, name: str, choices: Sequence[Any], *, group: str, default: Any) -> Any:
         if not self._searched(group):
             return self.base.get(name, default)
-        value = choices[min(math.floor(self.draw() * len(choices)), len(choices) - 1)]
+        value = choices[min(math.floor(self._uniform(name) * len(choices)), len(choices) - 1)]
         self.params[name] = value
         return value

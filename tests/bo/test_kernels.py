@@ -142,6 +142,39 @@ def test_batch_shaped_kernel_has_one_omega_per_batch(kernel_case) -> None:
         torch.testing.assert_close(dense(k[b], x[b]), full[b])  # Kernel.__getitem__
 
 
+def test_omega_gradient_matches_finite_differences(kernel_case) -> None:
+    """The kernels form their omega-gradient in the forward pass (``_ExpSum``): it must be the
+    true derivative, plain and batched, for the full matrix and its diagonal."""
+    make, data = kernel_case
+    for batch in ((), (2,)):
+        k = make(batch_shape=torch.Size(batch)).double()
+        k.omega = torch.tensor([0.8, 2.3][: batch[0] if batch else 1],
+                               dtype=torch.float64).reshape(*batch, 1, 1)
+        x1, x2 = data(batch + (5,), seed=3), data(batch + (5,), seed=4)
+        for diag in (False, True):
+            out_shape = k.forward(x1, x2, diag=diag).shape
+            w = torch.rand(out_shape, generator=torch.Generator().manual_seed(5),
+                           dtype=torch.float64)
+
+            def f(k=k, diag=diag, w=w) -> torch.Tensor:
+                return (w * k.forward(x1, x2, diag=diag)).sum()
+
+            k.zero_grad()
+            f().backward()
+            analytic = k.raw_omega.grad.clone()
+            numeric = torch.zeros_like(analytic)
+            for i in range(analytic.numel()):
+                with torch.no_grad():
+                    k.raw_omega.view(-1)[i] += 1e-6
+                    up = f()
+                    k.raw_omega.view(-1)[i] -= 2e-6
+                    down = f()
+                    k.raw_omega.view(-1)[i] += 1e-6
+                numeric.view(-1)[i] = (up - down) / 2e-6
+            assert analytic.abs().max() > 1e-3
+            torch.testing.assert_close(analytic, numeric, rtol=1e-5, atol=1e-7)
+
+
 def test_identical_inputs_give_one_and_float32_works(kernel_case) -> None:
     make, data = kernel_case
     x = data((6,), seed=3)
@@ -312,6 +345,39 @@ def test_cnn_gram_with_fitted_like_weights_is_psd() -> None:
 def test_module_examples_run() -> None:
     result = doctest.testmod(kernels_module, extraglobs={"torch": torch})
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_candidate_kernel_in_a_fit_recomputes_its_distances_when_the_inputs_change() -> None:
+    """With gradients on (a marginal-likelihood fit) a CandidateKernel keeps the omega-free
+    distances of the last inputs; other inputs, or the same tensor changed in place, must give
+    fresh values and gradients."""
+
+    def kernel() -> CandidateKernel:
+        return CandidateKernel([RampKernel(32, 512, active_dims=(0,)),
+                                LayerwiseRampKernel([(16, 64), (16, 128)], active_dims=(1, 2, 3)),
+                                ]).double()
+
+    x = torch.tensor([[200.0, 2, 32, 64], [100.0, 1, 16, 0], [500.0, 2, 60, 100]],
+                     dtype=torch.float64)
+    k = kernel()
+    first = k(x, x).to_dense()
+    first.sum().backward()
+    grad = k.kernels[1].raw_omega.grad.clone()
+    k.zero_grad()
+    k.kernels[1].omega = 2.0  # what a fit step changes: the same inputs, another omega
+    reference = kernel()
+    reference.kernels[1].omega = 2.0
+    torch.testing.assert_close(k(x, x).to_dense(), reference(x, x).to_dense())
+    k.kernels[1].omega = 3.0
+    again = k(x, x).to_dense()
+    torch.testing.assert_close(again, first)
+    again.sum().backward()
+    torch.testing.assert_close(k.kernels[1].raw_omega.grad, grad)
+    x[1, 2] = 40.0  # changed in place
+    torch.testing.assert_close(k(x, x).to_dense(), kernel()(x, x).to_dense())
+    other = x.clone()
+    other[2, 0] = 32.0
+    torch.testing.assert_close(k(other, x).to_dense(), kernel()(other, x).to_dense())
 
 
 def test_candidate_kernel_reuses_a_block_only_for_the_same_inputs_and_hyperparameters() -> None:
