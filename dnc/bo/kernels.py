@@ -48,15 +48,6 @@ OMEGA = 3.0
 """The paper's ``omega``: at the full span of a parameter, ``k = exp(-4.5) = 0.011``."""
 
 
-def ramp(scaled: Tensor, omega: Tensor, root: float | Tensor) -> Tensor:
-    """``exp(-(omega * scaled ** (1 / root)) ** 2 / 2)`` for ``scaled = |x1 - x2| / (u - l)``.
-
-    Computed as ``exp(-omega**2 / 2 * scaled ** (2 / root))`` so no root of zero is taken; the
-    exponent is floored at -700 (``k >= 1e-304``): below, exp is subnormal and very slow.
-    """
-    return torch.exp((-0.5 * omega.square() * scaled.pow(2.0 / root)).clamp_min(_LOWEST))
-
-
 class _OmegaKernel(Kernel):
     """A kernel with one ``omega`` per batch, shaped ``*batch_shape x 1 x 1``."""
 
@@ -97,8 +88,9 @@ class _OmegaKernel(Kernel):
 
     def distances(self, x1: Tensor, x2: Tensor, diag: bool = False) -> tuple[Tensor, ...]:
         """What the kernel's value depends on besides ``omega``: the powered, scaled
-        distances (``d**2 / omega**2``). A fit evaluates the kernel on the same inputs for
-        every value of ``omega`` it tries, so ``CandidateKernel`` computes these once."""
+        distances ``d**2 / omega**2 = (|x1 - x2| / span) ** (2 / root)`` (no root of zero is
+        taken). A fit evaluates the kernel on the same inputs for every ``omega`` it tries, so
+        ``CandidateKernel`` computes these once."""
         raise NotImplementedError
 
     def from_distances(self, distances: tuple[Tensor, ...], diag: bool = False) -> Tensor:
@@ -422,6 +414,10 @@ class CandidateKernel(Kernel):
         self.kernels = torch.nn.ModuleList(kernels)
         # Column ranges as slices (views; index_select would copy expanded batch inputs).
         self._columns = [_as_slice(k.active_dims) for k in kernels]
+        # Parts evaluated in two steps (distances, then exponentials): the ramp kernels here,
+        # unless a subclass replaced ``forward``.
+        self._two_step = [isinstance(k, _OmegaKernel) and type(k).forward is _OmegaKernel.forward
+                          for k in kernels]
         self.register_parameter(
             name="raw_weights",
             parameter=torch.nn.Parameter(torch.zeros(*self.batch_shape, len(kernels))),
@@ -501,8 +497,8 @@ class CandidateKernel(Kernel):
         last = self._last_distances
         if last is not None and last[0] is x1 and last[1] is x2 and last[2] == (versions, diag):
             return last[3]
-        out = [k.distances(*self._inputs(j, x1, x2), diag=diag)
-               if isinstance(k, _OmegaKernel) else None for j, k in enumerate(self.kernels)]
+        out = [k.distances(*self._inputs(j, x1, x2), diag=diag) if two_step else None
+               for j, (k, two_step) in enumerate(zip(self.kernels, self._two_step, strict=True))]
         self._last_distances = (x1, x2, (versions, diag), out) if torch.is_grad_enabled() \
             else None
         return out
@@ -515,5 +511,4 @@ __all__ = [
     "LayerwiseRampKernel",
     "MLPHiddenKernel",
     "RampKernel",
-    "ramp",
 ]

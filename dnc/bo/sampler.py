@@ -571,7 +571,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
 
         def negative_loss(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
             both = torch.logaddexp(samples[..., 0] * ln10, samples[..., 1] * ln10 + ln_wc)
-            return both.mul_(-1.0 / ln10)
+            return both * (-1.0 / ln10)
 
         best = float(negative_loss(torch.cat([log_fp, log_fc], dim=-1)).max())
         return ModelListGP(gps["fp"], gps["fc"]), GenericMCObjective(negative_loss), best, gps

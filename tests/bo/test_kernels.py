@@ -380,6 +380,29 @@ def test_candidate_kernel_in_a_fit_recomputes_its_distances_when_the_inputs_chan
     torch.testing.assert_close(k(other, x).to_dense(), kernel()(other, x).to_dense())
 
 
+def test_candidate_kernel_takes_any_gpytorch_kernel_as_a_part() -> None:
+    """A third-party feature may return any GPyTorch kernel, or a ramp kernel whose ``forward``
+    it replaced: the candidate kernel evaluates such parts by their ``forward``, in inference and
+    in a fit alike."""
+    from gpytorch.kernels import RBFKernel
+
+    class Halved(RampKernel):
+        def forward(self, x1, x2, diag=False, **params):
+            return 0.5 * super().forward(x1, x2, diag=diag, **params)
+
+    rbf = RBFKernel(active_dims=(1,)).double()
+    halved = Halved(32, 512, active_dims=(0,)).double()
+    k = CandidateKernel([halved, rbf]).double()
+    x = torch.tensor([[200.0, 0.3], [100.0, -0.2], [500.0, 1.1]], dtype=torch.float64)
+    with torch.no_grad():
+        want = (0.5 * dense(RampKernel(32, 512), x[:, :1]) + dense(rbf, x)) / 2
+        torch.testing.assert_close(dense(k, x), want)
+    fitted = k(x).to_dense()  # with gradients, as in a fit
+    torch.testing.assert_close(fitted.detach(), want)
+    fitted.sum().backward()
+    assert rbf.raw_lengthscale.grad is not None and halved.raw_omega.grad is not None
+
+
 def test_candidate_kernel_reuses_a_block_only_for_the_same_inputs_and_hyperparameters() -> None:
     """Outside autograd a CandidateKernel remembers recent blocks (the split model's two GPs
     share one instance); a change of inputs, weights or omega must give fresh values."""
