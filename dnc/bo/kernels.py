@@ -426,7 +426,7 @@ class CandidateKernel(Kernel):
             "raw_weights", weight_constraint if weight_constraint is not None else Positive()
         )
         self.weights = torch.tensor([1.0] * len(kernels) if weights is None else list(weights))
-        self._memo: list[tuple[Tensor, Tensor, tuple[int, int], bool, Tensor, Tensor]] = []
+        self._memo: list[tuple[Tensor, Tensor, bool, Tensor, Tensor]] = []
         self._last_distances: tuple[Tensor, Tensor, Any, list[Any]] | None = None
 
     @property
@@ -453,15 +453,15 @@ class CandidateKernel(Kernel):
             return self._mean(x1, x2, diag).expand(shape)
         # Inference: remember the last few blocks, so GPs that share this kernel instance (the
         # split model's two GPs on the same trials, hyperparameters fixed) compute each once.
+        # The inputs are kept as copies: small once unexpanded, immune to later in-place
+        # changes of the caller's tensors, and they do not keep a large batch alive.
         hyper = torch.cat([p.detach().reshape(-1) for p in self.parameters()])
-        for a, b, versions, d, h, out in self._memo:
+        for a, b, d, h, out in self._memo:
             if (d == diag and a.shape == x1.shape and b.shape == x2.shape
-                    and versions == (a._version, b._version)  # not changed in place since
                     and torch.equal(h, hyper) and torch.equal(a, x1) and torch.equal(b, x2)):
                 return out.expand(shape)
         out = self._mean(x1, x2, diag)
-        entry = (x1, x2, (x1._version, x2._version), diag, hyper, out)
-        self._memo = [*self._memo[-(_MEMO - 1):], entry]
+        self._memo = [*self._memo[-(_MEMO - 1):], (x1.clone(), x2.clone(), diag, hyper, out)]
         return out.expand(shape)
 
     def _mean(self, x1: Tensor, x2: Tensor, diag: bool) -> Tensor:
