@@ -57,7 +57,8 @@ class TrialSuggest:
 
 
 class UniformSuggest:
-    """Maps a stream of numbers in ``[0, 1)`` onto parameters, in the order they are asked.
+    """Maps a stream of numbers in ``[0, 1]`` onto parameters, in the order they are asked
+    (0 and 1 give a parameter's lower and upper bound).
 
     Used to push Sobol points or random draws through a space's define-by-run sampling, so
     dynamic bounds (``[c_prev, 2 c_prev]``) are honoured. Parameters outside ``active`` are held
@@ -79,7 +80,7 @@ class UniformSuggest:
         return self.active is None or group in self.active
 
     def _uniform(self, name: str) -> float:
-        """The number in ``[0, 1)`` that parameter ``name`` is drawn from (the next of the
+        """The number in ``[0, 1]`` that parameter ``name`` is drawn from (the next of the
         stream; a subclass may answer by name)."""
         return self.draw()
 
@@ -92,10 +93,12 @@ class UniformSuggest:
         if log:
             value = min(max(round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))),
                             low), high)
-        else:  # u in [0, 1]: only u = 1 (a draw at the upper bound) overshoots
+        else:
             value = low + math.floor(u * (high - low + 1))
-            if value > high:
+            if value > high:  # u = 1: a draw at the upper bound
                 value = high
+            elif value < low:
+                value = low
         self.params[name] = value
         return value
 
@@ -118,6 +121,7 @@ class UniformSuggest:
     def categorical(self, name: str, choices: Sequence[Any], *, group: str, default: Any) -> Any:
         if not self._searched(group):
             return self.base.get(name, default)
-        value = choices[min(math.floor(self._uniform(name) * len(choices)), len(choices) - 1)]
+        index = math.floor(self._uniform(name) * len(choices))
+        value = choices[min(max(index, 0), len(choices) - 1)]
         self.params[name] = value
         return value
