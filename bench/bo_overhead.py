@@ -11,9 +11,10 @@ A proposal is timed end to end through Optuna (``study.ask()`` + sampling the sp
 ``--repeats`` proposals per point; each timed trial is then failed, so it never enters the data
 or the pending points.
 
-Spaces: the MLP space (0-2 hidden layers of 20-400 nodes + lr, weight decay, batch size) and a
-CNN-shaped space defined here (4-16 conv layers, first 16-64 channels, each next in
-``[c_prev, min(2 c_prev, 512)]``, + lr, weight decay, batch size; layer-wise kernel).
+Spaces: the MLP space (0-2 hidden layers of 20-400 nodes + lr, weight decay, batch size) and
+``dnc.testing.ChainCNNSpace``, a CNN-shaped space (4-16 conv layers, first 16-64 channels,
+each next in ``[c_prev, min(2 c_prev, 512)]``, + lr, weight decay, batch size; layer-wise
+kernel).
 
     python bench/bo_overhead.py [--repeats 5] [--explore 1000]
 
@@ -52,7 +53,7 @@ from dnc.bo import RampBOSampler
 from dnc.bo.sampler import LossParts
 from dnc.plugins import SearchSpace
 from dnc.search.suggest import TrialSuggest
-from dnc.testing import ChainCNNSpace
+from dnc.testing import ChainCNNSpace, recorded_parts
 
 NS = (10, 30, 100)
 ACTIVE = ("core", "train")
@@ -76,10 +77,6 @@ def synthetic_parts(c: Mapping[str, Any]) -> tuple[float, float]:
     fc = (1 + sum(widths)) / 1000 * (512 / c["batch_size"]) ** 0.5 + 1e3 * c["weight_decay"]
     return fp, fc
 
-
-def recorded_parts(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
-    figures = trial.user_attrs.get("figures")
-    return None if figures is None else (figures["fp"], figures["fc"])
 
 
 def machine() -> str:

@@ -230,3 +230,11 @@ class ChainCNNSpace(SearchSpace):
             Scalar("weight_decay", 1e-6, 1e-3, log=True, zero_at_lower=True),
             Scalar("batch_size", 32, 512),
         )
+
+
+def recorded_parts(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
+    """A trial's ``(fp, fc)`` from its ``figures`` user attribute (keys ``fp`` and ``fc``), for
+    ``RampBOSampler(loss_parts=LossParts(wc, recorded_parts))`` on synthetic studies; ``None``
+    when it recorded none."""
+    figures = trial.user_attrs.get("figures")
+    return None if figures is None else (figures["fp"], figures["fc"])

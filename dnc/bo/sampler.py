@@ -406,8 +406,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         # One coordinate per searched parameter, whatever the depth of the candidate (as the
         # original's get_states gives each key its own Sobol column): the lr of every prior
         # state comes from the same, stratified, Sobol dimension.
-        self._coordinate = {name: i for i, name in enumerate(self._probe.records)}
-        self._suggest = _CoordinateSuggest(self._coordinate, self.active, self.base)
+        self._coordinate.update((name, i) for i, name in enumerate(self._probe.records))
         self._dims = min(max(len(self._coordinate), 1), torch.quasirandom.SobolEngine.MAXDIM)
         self._numeric = np.zeros(self._dims, dtype=bool)
         for name, index in self._coordinate.items():

@@ -87,18 +87,14 @@ class UniformSuggest:
     def int(
         self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
     ) -> int:
-        if self.active is not None and group not in self.active:  # (inlined: hot in BO)
+        if not self._searched(group):
             return int(self.base.get(name, default))
         u = self._uniform(name)
         if log:
-            value = min(max(round(math.exp(math.log(low) + u * (math.log(high) - math.log(low)))),
-                            low), high)
+            value = round(math.exp(math.log(low) + u * (math.log(high) - math.log(low))))
         else:
             value = low + math.floor(u * (high - low + 1))
-            if value > high:  # u = 1: a draw at the upper bound
-                value = high
-            elif value < low:
-                value = low
+        value = min(max(value, low), high)  # u = 1 (a draw at the upper bound) overshoots
         self.params[name] = value
         return value
 

@@ -156,7 +156,7 @@ def test_omega_gradient_matches_finite_differences(kernel_case) -> None:
             w = torch.rand(out_shape, generator=torch.Generator().manual_seed(5),
                            dtype=torch.float64)
 
-            def f(k=k, diag=diag, w=w) -> torch.Tensor:
+            def f(k=k, x1=x1, x2=x2, diag=diag, w=w) -> torch.Tensor:
                 return (w * k.forward(x1, x2, diag=diag)).sum()
 
             k.zero_grad()

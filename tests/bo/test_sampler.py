@@ -20,6 +20,7 @@ from dnc.bo.sampler import PHASE_ATTR, LossParts
 from dnc.plugins import Candidate, DataSpec, SearchSpace, Suggest, UserError
 from dnc.search.samplers import SAMPLERS, BOSettings, SamplerContext, make_sampler
 from dnc.search.suggest import TrialSuggest
+from dnc.testing import recorded_parts
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -339,10 +340,6 @@ def split_run(study: optuna.Study, space: SearchSpace, trials: int, *,
 
     study.optimize(objective, n_trials=trials)
 
-
-def recorded_parts(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
-    figures = trial.user_attrs.get("figures")
-    return None if figures is None else (figures["fp"], figures["fc"])
 
 
 def test_split_model_reproduces_the_recorded_losses() -> None:
