@@ -21,10 +21,11 @@ Example (a third party's ``pyproject.toml``)::
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import torch
@@ -151,6 +152,39 @@ class DefaultSuggest:
         return default
 
 
+S = TypeVar("S")
+
+
+def settings_from(cls: type[S], value: S | Mapping[str, Any] | None, where: str) -> S:
+    """A settings dataclass from a config mapping (lists become tuples), an instance, or
+    ``None`` (the defaults). An unknown key is a ``UserError`` naming it and the valid ones.
+
+    Plugins group their constructor arguments into a few such dataclasses, so that
+    ``search_space.core.conv_layers=[4, 8]`` and ``CNNSpace(core=CNNCore(...))`` both work.
+
+    Example:
+        >>> settings_from(TrainingBounds, {"lr": [1e-4, 1e-1]}, "search_space.training").lr
+        (0.0001, 0.1)
+    """
+    if value is None:
+        return cls()
+    if isinstance(value, cls):
+        return value
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    if not isinstance(value, Mapping):
+        raise UserError(f"{where}: give a mapping with keys {', '.join(names)}")
+    unknown = sorted(str(k) for k in value if k not in names)
+    if unknown:
+        raise UserError(f"{where}.{unknown[0]}: unknown key; valid keys: {', '.join(names)}")
+    return cls(**{str(k): _tuples(v) for k, v in value.items()})
+
+
+def _tuples(value: Any) -> Any:
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
 @dataclass(frozen=True)
 class TrainingBounds:
     """Bounds of the training hyperparameters (DESIGN §3) and their defaults."""
@@ -161,19 +195,6 @@ class TrainingBounds:
     default_lr: float = 1e-3
     default_weight_decay: float = 0.0
     default_batch_size: int = 256
-
-    @classmethod
-    def coerce(cls, value: TrainingBounds | Mapping[str, Any] | None) -> TrainingBounds:
-        """``TrainingBounds`` from a config mapping (lists become tuples), or the defaults."""
-        if value is None:
-            return cls()
-        if isinstance(value, TrainingBounds):
-            return value
-        fields: dict[str, Any] = {
-            k: tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
-            for k, v in dict(value).items()
-        }
-        return cls(**fields)
 
     def check(self) -> None:
         for name in ("lr", "weight_decay", "batch_size"):
@@ -309,5 +330,6 @@ __all__ = [
     "UserError",
     "check_plugin",
     "plugin_packages",
+    "settings_from",
     "suggest_training",
 ]

@@ -32,6 +32,7 @@ from dnc.plugins import (
     Suggest,
     TrainingBounds,
     UserError,
+    settings_from,
     suggest_training,
 )
 from dnc.train.activations import check_activations
@@ -117,7 +118,7 @@ class CNNSpace(SearchSpace):
         self.kernel_tap_choices = tuple(int(t) for t in kernel_tap_choices)
         self.kernel_dense_every = int(kernel_dense_every)
         self.grid_order = tuple(str(s) for s in grid_order)
-        self.training = TrainingBounds.coerce(training)
+        self.training = settings_from(TrainingBounds, training, "search_space.training")
         self.check()
 
     # -- settings -----------------------------------------------------------------------------

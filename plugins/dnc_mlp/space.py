@@ -15,6 +15,7 @@ from dnc.plugins import (
     Suggest,
     TrainingBounds,
     UserError,
+    settings_from,
     suggest_training,
 )
 from dnc.train.activations import ACTIVATIONS, check_activations
@@ -56,7 +57,7 @@ class MLPSpace(SearchSpace):
         self.activations = tuple(activations)
         self.dropout = float(dropout)
         self.dropouts = tuple(float(p) for p in dropouts)
-        self.training = TrainingBounds.coerce(training)
+        self.training = settings_from(TrainingBounds, training, "search_space.training")
         self.check()
 
     def check(self) -> None:
