@@ -12,9 +12,9 @@ A proposal is timed end to end through Optuna (``study.ask()`` + sampling the sp
 or the pending points.
 
 Spaces: the MLP space (0-2 hidden layers of 20-400 nodes + lr, weight decay, batch size) and
-``dnc.testing.ChainCNNSpace``, a CNN-shaped space (4-16 conv layers, first 16-64 channels,
-each next in ``[c_prev, min(2 c_prev, 512)]``, + lr, weight decay, batch size; layer-wise
-kernel).
+``ChainCNNSpace`` from ``tests/bo/bo_spaces.py``, a CNN-shaped space (4-16 conv layers, first
+16-64 channels, each next in ``[c_prev, min(2 c_prev, 512)]``, + lr, weight decay, batch
+size; layer-wise kernel).
 
     python bench/bo_overhead.py [--repeats 5] [--explore 1000]
 
@@ -40,8 +40,10 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -50,18 +52,22 @@ from dnc_mlp.space import MLPSpace
 from optuna.trial import TrialState
 
 from dnc.bo import RampBOSampler
-from dnc.bo.sampler import LossParts
 from dnc.plugins import SearchSpace
-from dnc.search.suggest import TrialSuggest
-from dnc.testing import ChainCNNSpace, recorded_parts
+from dnc.search import LossParts
+from dnc.suggest import TrialSuggest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "bo"))
+from bo_spaces import ChainCNNSpace, recorded_parts  # noqa: E402 - the tests' fixtures
 
 NS = (10, 30, 100)
 ACTIVE = ("core", "train")
 
 # Measured for the original numpy implementation (Deep-n-Cheap), as given in the issue; not
 # re-measured here.
-ORIGINAL = {"mlp": {"10": 0.33, "30": 0.64, "100": 1.84},
-            "cnn": {"10": 0.40, "30": 0.95, "100": 2.98}}
+ORIGINAL = {
+    "mlp": {"10": 0.33, "30": 0.64, "100": 1.84},
+    "cnn": {"10": 0.40, "30": 0.95, "100": 2.98},
+}
 
 
 WC = 0.1
@@ -78,10 +84,11 @@ def synthetic_parts(c: Mapping[str, Any]) -> tuple[float, float]:
     return fp, fc
 
 
-
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__} (proposals on 1 thread), CPU only")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} (proposals on 1 thread), CPU only"
+    )
 
 
 def study_with(space: SearchSpace, n: int, seed: int) -> optuna.Study:
@@ -115,15 +122,17 @@ def timed_proposal(study: optuna.Study, space: SearchSpace) -> tuple[float, floa
     elapsed = time.perf_counter() - wall, time.process_time() - cpu
     phase = study._storage.get_trial(trial._trial_id).system_attrs.get("dnc.bo", {})
     assert phase.get("phase") == "bo", phase
-    expected = "split" if isinstance(study.sampler, RampBOSampler) and study.sampler.loss_parts \
-        else "loss"
+    expected = (
+        "split" if isinstance(study.sampler, RampBOSampler) and study.sampler.loss_parts else "loss"
+    )
     assert phase.get("model") == expected, phase
     study.tell(trial, state=TrialState.FAIL)
     return elapsed
 
 
-def seconds_per_proposal(space: SearchSpace, n: int, fitted: bool, repeats: int,
-                         explore: int, split: bool = True) -> dict[str, float]:
+def seconds_per_proposal(
+    space: SearchSpace, n: int, fitted: bool, repeats: int, explore: int, split: bool = True
+) -> dict[str, float]:
     """Median wall (``wall``) and CPU (``cpu``) seconds of ``repeats`` proposals with ``n``
     finished trials.
 
@@ -135,13 +144,20 @@ def seconds_per_proposal(space: SearchSpace, n: int, fitted: bool, repeats: int,
     for r in range(repeats):
         study = study_with(space, n - 1, seed=1000 * n + r)
         study.sampler = RampBOSampler(
-            space=space, active=ACTIVE, prior_states=min(n - 1, 10), explore=explore,
-            fit_kernel=fitted, seed=r,
-            loss_parts=LossParts(wc=WC, parts=recorded_parts) if split else None)
+            space=space,
+            active=ACTIVE,
+            prior_states=min(n - 1, 10),
+            explore=explore,
+            fit_kernel=fitted,
+            seed=r,
+            loss_parts=LossParts(wc=WC, parts=recorded_parts) if split else None,
+        )
         cold.append(tell_candidate(study, space)[0])
         warm.append(timed_proposal(study, space))
-    out = {"wall": statistics.median(w for w, _ in warm),
-           "cpu": statistics.median(c for _, c in warm)}
+    out = {
+        "wall": statistics.median(w for w, _ in warm),
+        "cpu": statistics.median(c for _, c in warm),
+    }
     if fitted:
         out["cold"] = statistics.median(cold)
     return out
@@ -176,7 +192,9 @@ def main() -> None:
     result["cpu_seconds"] = cpu
     result["load_average_1min"] = [round(load, 2), round(os.getloadavg()[0], 2)]
     result["original_published"] = {
-        **ORIGINAL, "note": "the original numpy implementation, as published; not measured here"}
+        **ORIGINAL,
+        "note": "the original numpy implementation, as published; not measured here",
+    }
     result["explore"] = args.explore
     result["repeats"] = args.repeats
     result["machine"] = machine()

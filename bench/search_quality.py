@@ -42,13 +42,11 @@ import torch
 from dnc_mlp.space import MLPSpace
 
 from dnc.plugins import TensorData
-from dnc.search import Search, SearchSettings, StageSpec
+from dnc.search import BOSettings, Search, SearchSettings, StageSpec
 from dnc.search.cost import TEpoch
 from dnc.search.objective import evaluate
-from dnc.search.samplers import BOSettings
-from dnc.tracking.console import SearchConsole
 from dnc.train.datasets import Digits
-from dnc.train.trainer import TrainerSettings
+from dnc.train.settings import TrainerSettings
 
 SAMPLERS = ("ramp", "ramp_paper", "gp", "tpe", "random")
 VARIANTS = {"ramp_paper": ("ramp", {"model": "loss", "at_bounds": 0.0})}
@@ -57,31 +55,56 @@ WC = 0.1
 
 
 def machine() -> str:
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-            f"torch {torch.__version__} ({torch.get_num_threads()} threads), CPU only")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), CPU only"
+    )
 
 
 def calibrate(space: MLPSpace, data: TensorData, trainer: TrainerSettings) -> float:
     """``tbar_epoch``: the reference network's seconds per epoch (after a warm-up run, the
     median of 5 runs)."""
     ref = space.reference_candidate()
-    times = [evaluate(ref, space=space, data=data, cost=TEpoch(1.0), wc=0.0, trainer=trainer,
-                      seed=s).figures["t_epoch"] for s in range(6)]
+    times = [
+        evaluate(
+            ref, space=space, data=data, cost=TEpoch(1.0), wc=0.0, trainer=trainer, seed=s
+        ).figures["t_epoch"]
+        for s in range(6)
+    ]
     return statistics.median(times[1:])
 
 
-def best_loss(sampler: str, seed: int, *, space: MLPSpace, data: TensorData, tbar: float,
-              trainer: TrainerSettings, bo: BOSettings, trials: int, folder: Path) -> float:
+def best_loss(
+    sampler: str,
+    seed: int,
+    *,
+    space: MLPSpace,
+    data: TensorData,
+    tbar: float,
+    trainer: TrainerSettings,
+    bo: BOSettings,
+    trials: int,
+    folder: Path,
+) -> float:
     """The lowest search loss one 12-trial search finds."""
     name = f"quality-{sampler}-{seed}"
     algorithm, changes = VARIANTS.get(sampler, (sampler, {}))
     settings = SearchSettings(
-        name=name, wc=WC, sampler=algorithm, bo=dataclasses.replace(bo, **changes), seed=seed,
+        name=name,
+        wc=WC,
+        sampler=algorithm,
+        bo=dataclasses.replace(bo, **changes),
         stages=(StageSpec("core", groups=("core", "train"), trials=trials),),
-        storage_url=f"sqlite:///{folder / name}.db",
     )
-    result = Search(settings, space=space, dataset=data, cost=TEpoch(tbar), trainer=trainer,
-                    tracker=None, console=SearchConsole(quiet=True)).run()
+    result = Search(
+        settings,
+        space=space,
+        dataset=data,
+        cost=TEpoch(tbar),
+        trainer=trainer,
+        storage=f"sqlite:///{folder / name}.db",
+        seed=seed,
+    ).run()
     return result.best[0].loss
 
 
@@ -91,11 +114,18 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=12)
     parser.add_argument("--prior-states", type=int, default=6)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--noise", type=float, default=1e-4,
-                        help="ramp BO noise variance on the standardised outcome (search.bo.noise)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: t_epoch of these tiny MLPs is far steadier on a "
-                             "busy machine)")
+    parser.add_argument(
+        "--noise",
+        type=float,
+        default=1e-4,
+        help="ramp BO noise variance on the standardised outcome (search.bo.noise)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: t_epoch of these tiny MLPs is far steadier on a busy machine)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # GPSampler warns on every MLP trial
@@ -103,8 +133,9 @@ def main() -> None:
     space = MLPSpace()
     data = Digits().load(seed=0)
     trainer = TrainerSettings(epochs=args.epochs)
-    bo = BOSettings(prior_states=args.prior_states, steps=args.trials - args.prior_states,
-                    noise=args.noise)
+    bo = BOSettings(
+        prior_states=args.prior_states, steps=args.trials - args.prior_states, noise=args.noise
+    )
     tbar = calibrate(space, data, trainer)
     print(f"tbar_epoch = {tbar:.4f} s (reference network)", flush=True)
     losses: dict[str, list[float]] = {s: [] for s in SAMPLERS}
@@ -112,11 +143,23 @@ def main() -> None:
         for seed in range(args.seeds):
             for sampler in SAMPLERS:
                 t0 = time.perf_counter()
-                loss = best_loss(sampler, seed, space=space, data=data, tbar=tbar,
-                                 trainer=trainer, bo=bo, trials=args.trials, folder=Path(tmp))
+                loss = best_loss(
+                    sampler,
+                    seed,
+                    space=space,
+                    data=data,
+                    tbar=tbar,
+                    trainer=trainer,
+                    bo=bo,
+                    trials=args.trials,
+                    folder=Path(tmp),
+                )
                 losses[sampler].append(loss)
-                print(f"seed {seed}  {sampler:<10}  best search loss {loss:.4f}  "
-                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                print(
+                    f"seed {seed}  {sampler:<10}  best search loss {loss:.4f}  "
+                    f"({time.perf_counter() - t0:.0f} s)",
+                    flush=True,
+                )
     medians = {s: statistics.median(v) for s, v in losses.items()}
     winner = min(medians, key=lambda s: medians[s])
     result: dict[str, Any] = {
@@ -124,13 +167,23 @@ def main() -> None:
         "mean_best_loss": {s: round(statistics.mean(v), 4) for s, v in losses.items()},
         "best_loss_per_seed": {s: [round(x, 4) for x in v] for s, v in losses.items()},
         "lowest_median": winner,
-        "problem": {"space": "mlp", "dataset": "digits", "epochs": args.epochs,
-                    "torch_threads": args.threads,
-                    "trials": args.trials, "prior_states": args.prior_states, "wc": WC,
-                    "groups": ["core", "train"], "seeds": args.seeds, "explore": bo.explore,
-                    "tbar_epoch": round(tbar, 5), "ramp_noise": bo.noise,
-                    "ramp_omega": bo.omega, "ramp_model": bo.model,
-                    "ramp_at_bounds": bo.at_bounds},
+        "problem": {
+            "space": "mlp",
+            "dataset": "digits",
+            "epochs": args.epochs,
+            "torch_threads": args.threads,
+            "trials": args.trials,
+            "prior_states": args.prior_states,
+            "wc": WC,
+            "groups": ["core", "train"],
+            "seeds": args.seeds,
+            "explore": bo.explore,
+            "tbar_epoch": round(tbar, 5),
+            "ramp_noise": bo.noise,
+            "ramp_omega": bo.omega,
+            "ramp_model": bo.model,
+            "ramp_at_bounds": bo.at_bounds,
+        },
         "seconds": round(time.perf_counter() - start, 1),
         "machine": machine(),
     }

@@ -14,23 +14,22 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from dnc.__main__ import _fail
+from dnc.cli import fail, release_stderr, run_cli
 
 
 @hydra.main(config_path="pkg://dnc.conf", config_name="report", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from dnc.__main__ import _HeldStderr
-
-    if isinstance(sys.stderr, _HeldStderr):
-        sys.stderr.release()
+    release_stderr()
     import logging
 
     from rich.console import Console
     from rich.table import Table
 
     from dnc.plugins import UserError
-    from dnc.search.storage import open_storage
-    from dnc.tracking import report
+    from dnc.search.rescore import rescore, resolve_search, search_cost
+    from dnc.search.storage import load, open_storage, search_studies
+    from dnc.tracking.front import picks_json, plot_front
+    from dnc.tracking.mlflow_tracker import search_run_id
 
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -53,18 +52,18 @@ def main(cfg: DictConfig) -> None:
         except (TypeError, ValueError) as err:
             raise UserError(f"wc={wc_list}: give numbers >= 0") from err
         storage = open_storage(url)
-        search = report.resolve_search(storage, cfg.search)
-        cost = report.search_cost(storage, search)
-        picks = report.rescore(storage, search, wcs, cost)
+        search = resolve_search(storage, cfg.search)
+        cost = search_cost(storage, search)
+        picks = rescore(storage, search, wcs, cost)
         out = (
             Path(cfg.out)
             if cfg.out
             else (run_dir or Path.cwd()) / f"front-{search.replace('/', '_')}.png"
         )
-        report.plot_front(picks, cost, out, f"{search}: performance vs complexity")
-        (out.with_suffix(".json")).write_text(report.picks_json(picks, search, cost))
+        plot_front(picks, cost, out, f"{search}: performance vs complexity")
+        (out.with_suffix(".json")).write_text(picks_json(picks, search, cost))
     except UserError as err:
-        _fail(str(err))
+        fail(str(err))
 
     console = Console(highlight=False, width=160 if not sys.stdout.isatty() else None)
     table = Table(
@@ -88,7 +87,7 @@ def main(cfg: DictConfig) -> None:
     console.print(f"front: {out}\npicks: {out.with_suffix('.json')}")
 
     if cfg.tracking.uri:
-        run_id = report.search_run_id(storage, search)
+        run_id = search_run_id(load(storage, search_studies(storage, search)[0]))
         if run_id:
             from mlflow.tracking import MlflowClient
 
@@ -104,9 +103,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def cli() -> None:
-    from dnc.__main__ import run_cli
-
-    run_cli(main)
+    """``python -m dnc.report``."""
+    run_cli(main, config_name="report")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Contract tests shipped with dnc: a plugin's test case mixes one in and supplies fixtures.
 
+- ``SearchSpaceContract``: supply ``make_space()`` (and ``data_spec`` for its inputs);
+- ``CostEvaluatorContract``: supply ``make_cost()`` and ``make_model_and_candidate()``;
+- ``DatasetContract``: supply ``make_dataset()``.
+
 Example (a third-party search space's tests)::
 
     from dnc.testing import SearchSpaceContract
@@ -15,6 +19,7 @@ pytest collects the ``test_*`` methods of the mixin for every subclass.
 from __future__ import annotations
 
 import functools
+import json
 import math
 import random
 from collections.abc import Mapping
@@ -27,14 +32,12 @@ from dnc.plugins import (
     CostEvaluator,
     Dataset,
     DataSpec,
-    DefaultSuggest,
     SearchSpace,
-    Suggest,
     TensorData,
     UserError,
-    suggest_training,
+    calibrate_cost,
 )
-from dnc.search.suggest import TrialSuggest, UniformSuggest
+from dnc.suggest import DefaultSuggest, RecordingSuggest, TrialSuggest, UniformSuggest
 
 
 class SearchSpaceContract:
@@ -59,8 +62,7 @@ class SearchSpaceContract:
 
     def test_default_candidate_builds_and_runs(self) -> None:
         space = self.make_space()
-        cand = space.sample(DefaultSuggest())
-        self._forward_backward(space, cand)
+        self._forward_backward(space, space.sample(DefaultSuggest()))
         self._forward_backward(space, space.reference_candidate())
 
     def test_candidates_have_training_hyperparameters(self) -> None:
@@ -75,7 +77,7 @@ class SearchSpaceContract:
 
     def test_extremes_build(self) -> None:
         space = self.make_space()
-        for u in (0.0, 0.999999):
+        for u in (0.0, 1.0):
             self._forward_backward(space, space.sample(UniformSuggest(functools.partial(float, u))))
 
     def test_sampling_through_optuna_is_define_by_run(self) -> None:
@@ -84,20 +86,39 @@ class SearchSpaceContract:
         for _ in range(5):
             trial = study.ask()
             cand = space.sample(TrialSuggest(trial))
-            # every suggested value is part of the candidate
             for name in trial.params:
                 assert name in cand, f"{name} was suggested but is missing from the candidate"
             study.tell(trial, 0.0)
 
     def test_held_groups_keep_base_values(self) -> None:
+        """With a group held, none of its parameters is sampled, something is held, and every
+        held parameter keeps the base candidate's value; bases are sampled candidates and the
+        grid's variants (what a later stage starts from)."""
         space = self.make_space()
-        base = self._uniform_candidates(space, 1, seed=1)[0]
+        records: dict[str, Any] = {}
+        rng = random.Random(1)
+        bases = [
+            space.sample(RecordingSuggest(UniformSuggest(rng.random), records))
+            for _ in range(self.n_samples)
+        ]
+        reference = space.reference_candidate()
+        bases += [v for sub in space.grid_substages() for v in space.grid(sub, reference)]
+        groups = {r.group for r in records.values()}
         study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        trial = study.ask()
-        suggest = TrialSuggest(trial, active=("train",), base=base)
-        cand = space.sample(suggest)
-        for name in suggest.fixed:
-            assert cand[name] == base[name], f"{name} was held but changed"
+        for group in sorted(groups):
+            names = {n for n, r in records.items() if r.group == group}
+            held_any = False
+            for base in bases:
+                trial = study.ask()
+                suggest = TrialSuggest(trial, active=groups - {group}, base=base)
+                cand = space.sample(suggest)
+                sampled = names & set(trial.params)
+                assert not sampled, f"{sorted(sampled)} of held group {group!r} were sampled"
+                held_any = held_any or bool(suggest.fixed)
+                for name, value in suggest.fixed.items():
+                    if name in base:
+                        assert cand.get(name, value) == base[name], f"{name} was held but changed"
+            assert held_any, f"group {group!r} was held but the space held nothing"
 
     def test_grid_variants_build(self) -> None:
         space = self.make_space()
@@ -130,8 +151,12 @@ class SearchSpaceContract:
 
 
 class CostEvaluatorContract:
-    """What every cost evaluator must do. Supply ``make_cost()``, ``model``, ``candidate`` and
-    ``data_spec`` (the figures come from ``measure`` plus ``t_epoch`` / ``numparams``)."""
+    """What every cost evaluator must do. Supply ``make_cost()`` and
+    ``make_model_and_candidate()`` (a model and candidate of a space it costs); ``data_spec``
+    describes the data. Figures are what a trial records: ``measure``'s plus ``t_epoch``,
+    ``numparams``, ``best_val_acc`` and ``epochs_run``. Make ``make_cost()`` return the cost as
+    a user configures it by default (an ``auto`` normaliser, if it has one): the contract then
+    checks calibration as a search does it."""
 
     data_spec: DataSpec = DataSpec(input_shape=(1, 8, 8), num_classes=10)
 
@@ -150,30 +175,42 @@ class CostEvaluatorContract:
             "epochs_run": 1.0,
         }
         figures.update(cost.measure(model, cand, self.data_spec))
-        cost.calibrate(figures)
         return figures
+
+    def _calibrated(self) -> tuple[CostEvaluator, dict[str, float]]:
+        cost = self.make_cost()
+        figures = self._figures(cost)
+        calibrate_cost(cost, figures)  # as a search does: UserError unless fc is finite
+        return cost, figures
 
     def test_is_a_cost_evaluator(self) -> None:
         cost = self.make_cost()
         assert isinstance(cost, CostEvaluator) and cost.name
 
-    def test_complexity_is_a_non_negative_number(self) -> None:
+    def test_complexity_after_calibration_is_a_finite_non_negative_number(self) -> None:
+        cost, figures = self._calibrated()
+        fc = cost.complexity(figures)
+        assert isinstance(fc, float) and math.isfinite(fc) and fc >= 0
+
+    def test_an_auto_normaliser_is_calibrated(self) -> None:
+        """A cost that needs calibration has what it needs after it: ``complexity`` works on
+        the reference figures (an ``auto`` normaliser left unset fails here)."""
         cost = self.make_cost()
-        fc = cost.complexity(self._figures(cost))
-        assert isinstance(fc, float) and fc >= 0 and not math.isnan(fc)
+        if not cost.needs_calibration:
+            return
+        figures = self._figures(cost)
+        cost.calibrate(figures)
+        assert math.isfinite(cost.complexity(figures))
 
     def test_figures_are_json_numbers(self) -> None:
-        import json
-
         cost = self.make_cost()
         figures = self._figures(cost)
         json.dumps(figures)
         assert all(isinstance(v, (int, float)) for v in figures.values())
 
     def test_settings_rebuild_the_same_complexity(self) -> None:
-        cost = self.make_cost()
-        figures = self._figures(cost)
-        again = type(cost)(**cost.settings())
+        cost, figures = self._calibrated()
+        again = type(cost)(**json.loads(json.dumps(cost.settings())))  # as the study keeps it
         assert again.complexity(figures) == cost.complexity(figures)
 
 
@@ -184,7 +221,9 @@ class DatasetContract:
         raise NotImplementedError
 
     def test_loads_tensor_data(self) -> None:
-        data = self.make_dataset().load(seed=0)
+        ds = self.make_dataset()
+        ds.check()
+        data = ds.load(seed=0)
         assert isinstance(data, TensorData)
         for x, y in ((data.xtr, data.ytr), (data.xva, data.yva), (data.xte, data.yte)):
             assert x.dtype == torch.float32 and y.dtype == torch.int64
@@ -197,44 +236,11 @@ class DatasetContract:
         a, b = ds.load(seed=3), ds.load(seed=3)
         assert torch.equal(a.yva, b.yva) and torch.equal(a.xva, b.xva)
 
-
-class ChainCNNSpace(SearchSpace):
-    """A CNN-shaped space with only what the ramp kernel sees (it builds no network): 4-16
-    conv layers, the first with 16-64 channels, each next in ``[c_prev, min(2 c_prev, 512)]``,
-    plus lr, weight decay and batch size. For kernel and sampler tests and benchmarks."""
-
-    name = "chain_cnn"
-
-    def sample(self, suggest: Suggest) -> dict[str, Any]:
-        n = suggest.int("num_conv_layers", 4, 16, group="core", default=8)
-        cand: dict[str, Any] = {"num_conv_layers": n}
-        prev = 0
-        for i in range(n):
-            lo, hi = (16, 64) if i == 0 else (prev, min(2 * prev, 512))
-            prev = suggest.int(f"channels_{i}", lo, hi, group="core", default=lo)
-            cand[f"channels_{i}"] = prev
-        cand.update(suggest_training(suggest))
-        return cand
-
-    def build(self, candidate: Mapping[str, Any], data: DataSpec) -> torch.nn.Module:
-        raise NotImplementedError("a kernel-only space: no network is built")
-
-    def kernel_features(self) -> tuple[Any, ...]:
-        from dnc.bo import LayerWidths, Scalar, doubling_bounds
-
-        return (
-            LayerWidths(
-                "channels_{i}", count="num_conv_layers", bounds=doubling_bounds((16, 64), 512, 16)
-            ),
-            Scalar("lr", 1e-5, 1e-1, log=True),
-            Scalar("weight_decay", 1e-6, 1e-3, log=True, zero_at_lower=True),
-            Scalar("batch_size", 32, 512),
-        )
+    def test_another_seed_gives_another_validation_split(self) -> None:
+        ds = self.make_dataset()
+        a, b = ds.load(seed=3), ds.load(seed=4)
+        assert a.xva.shape == b.xva.shape
+        assert not torch.equal(a.xva, b.xva), "the validation split ignores the seed"
 
 
-def recorded_parts(trial: optuna.trial.FrozenTrial) -> tuple[float, float] | None:
-    """A trial's ``(fp, fc)`` from its ``figures`` user attribute (keys ``fp`` and ``fc``), for
-    ``RampBOSampler(loss_parts=LossParts(wc, recorded_parts))`` on synthetic studies; ``None``
-    when it recorded none."""
-    figures = trial.user_attrs.get("figures")
-    return None if figures is None else (figures["fp"], figures["fc"])
+__all__ = ["CostEvaluatorContract", "DatasetContract", "SearchSpaceContract"]

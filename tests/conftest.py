@@ -22,9 +22,10 @@ def run_dnc(
     timeout: float = 600,
     module: str = "dnc",
     check: bool = False,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m dnc FLAGS OVERRIDES`` in ``cwd``, with its run directory and MLflow store
-    there (argparse wants Hydra's flags before the overrides)."""
+    there (argparse wants Hydra's flags before the overrides); ``env`` adds variables."""
     args = [sys.executable, "-m", module, *flags]
     if (
         not any(o.startswith("hydra.run.dir=") for o in overrides)
@@ -33,8 +34,8 @@ def run_dnc(
     ):
         args.append(f"hydra.run.dir={cwd}/run")
     args += overrides
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    full = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
@@ -59,8 +60,11 @@ def write_cifar10(root: Path, per_batch: int = 60, test: int = 100, seed: int = 
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
     for name in names:
         n = test if name == "test_batch" else per_batch
-        batch = {b"batch_label": name.encode(), b"labels": rng.integers(0, 10, n).tolist(),
-                 b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-                 b"filenames": [f"{name}_{i}.png".encode() for i in range(n)]}
+        batch = {
+            b"batch_label": name.encode(),
+            b"labels": rng.integers(0, 10, n).tolist(),
+            b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            b"filenames": [f"{name}_{i}.png".encode() for i in range(n)],
+        }
         with open(folder / name, "wb") as fh:
             pickle.dump(batch, fh)

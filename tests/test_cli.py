@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY
+from conftest import TINY, run_dnc
 
 
 def test_help_lists_the_config_groups(dnc_cli):
@@ -38,9 +38,11 @@ def test_experiment_can_be_added_with_plus(dnc_cli):
 
 
 def _assert_clear_error(proc, *needles: str) -> None:
-    assert proc.returncode != 0, proc.stdout
+    """A non-zero exit and exactly one line on stderr, ``dnc: error: ...``, with ``needles``."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     err = proc.stderr
     assert "Traceback" not in err and "Traceback" not in proc.stdout, err
+    assert err.count("\n") == 1 and err.startswith("dnc: error: "), err
     for needle in needles:
         assert needle in err, err
 
@@ -68,6 +70,28 @@ def _assert_clear_error(proc, *needles: str) -> None:
         (("search.bo.model=nosuch",), ("search.bo.model", "split or loss")),
         (("search.bo.omega=0",), ("search.bo.omega=0", "positive")),
         (("trainer.device=cuda",), ("CUDA",)),
+        # a misspelt key anywhere: one line naming it and the valid keys
+        (
+            ("search.bo.stepz=3",),
+            ("search.bo.stepz: unknown key; valid keys: prior_states, steps, explore",),
+        ),
+        (("trainer.epochz=3",), ("trainer.epochz: unknown key; valid keys: epochs, patience",)),
+        (("tracking.url=x",), ("tracking.url: unknown key; valid keys: uri, experiment",)),
+        (
+            ("search.stages=[{name:core,kindd:grid}]",),
+            ("search.stages[i].kindd: unknown key; valid keys: name, kind, groups",),
+        ),
+        (
+            ("search_space.hidden_layer=[1,2]",),
+            ("search_space.hidden_layer: unknown key", "valid keys: hidden_layers, hidden_nodes"),
+        ),
+        (
+            ("+search_space.hidden_layer=[1,2]",),
+            ("search_space.hidden_layer: unknown key", "valid keys: hidden_layers, hidden_nodes"),
+        ),
+        (("search.stages=[{name:x,kind:anneal}]",), ("kind='anneal': choose one of bo, grid",)),
+        (("seed=notanumber",), ("seed=notanumber: give an integer",)),
+        (("search.wc=abc",), ("search.wc=abc: give a number",)),
     ],
 )
 def test_bad_input_gives_one_clear_line(dnc_cli, tmp_path: Path, overrides, needles):
@@ -93,4 +117,57 @@ def test_npz_with_mismatched_lengths_is_refused(dnc_cli, tmp_path: Path):
     np.savez(path, xtr=np.zeros((10, 4)), ytr=np.zeros(9), xte=np.zeros((5, 4)), yte=np.zeros(5))
     _assert_clear_error(
         dnc_cli(*TINY, "dataset=npz", f"dataset.path={path}"), "xtr has 10 rows", "ytr has 9"
+    )
+
+
+def test_a_misspelt_key_in_a_yaml_file_names_the_file(dnc_cli, tmp_path: Path):
+    (tmp_path / "mine" / "search").mkdir(parents=True)
+    (tmp_path / "mine" / "search" / "mine.yaml").write_text(
+        "defaults:\n  - default\n  - _self_\nstages:\n  - name: core\n"
+        "  - name: arch\n    kindd: grid\n"
+    )
+    proc = dnc_cli(*TINY, "search=mine", flags=(f"--config-dir={tmp_path / 'mine'}",))
+    _assert_clear_error(
+        proc, "search.stages[i].kindd: unknown key (in search/mine.yaml); valid keys: name, kind"
+    )
+
+
+FAILING = Path(__file__).parent / "failing_space.py"
+
+
+def test_a_search_in_which_every_trial_fails_exits_with_the_most_common_reason(tmp_path):
+    """Every trial of a space whose networks cannot be built fails: each prints one line,
+    its traceback goes to the run's log, and the search stops with one error line."""
+    env = {"PYTHONPATH": str(FAILING.parent)}
+    proc = run_dnc(
+        tmp_path,
+        *TINY,
+        "search_space._target_=failing_space.FailingMLP",
+        "cost.tbar_epoch=1",
+        "tracking.uri=null",
+        env=env,
+    )
+    _assert_clear_error(
+        proc,
+        "all 4 trials failed; the most common reason (4 of them): TypeError: unsupported operand",
+        f"tracebacks in {tmp_path}/run/dnc.log",
+    )
+    failed = [line for line in proc.stdout.splitlines() if "failed:" in line]
+    assert len(failed) == 4 and "tracebacks in" in failed[0] and "tracebacks in" not in failed[1]
+    log = (tmp_path / "run" / "dnc.log").read_text()
+    assert log.count("Traceback (most recent call last)") == 4
+
+
+def test_a_reference_network_that_cannot_be_built_is_one_line(tmp_path):
+    proc = run_dnc(
+        tmp_path,
+        *TINY,
+        "search_space._target_=failing_space.FailingMLP",
+        "tracking.uri=null",
+        env={"PYTHONPATH": str(FAILING.parent)},
+    )
+    _assert_clear_error(
+        proc,
+        "the reference network of search space 'failing' failed while "
+        "calibrating cost 't_epoch': TypeError: unsupported operand",
     )

@@ -17,6 +17,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from dnc.bo.candidate_kernel import CandidateKernel
     from dnc.bo.encoding import CandidateEncoder
     from dnc.bo.features import (
         Categorical,
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
         doubling_bounds,
     )
     from dnc.bo.kernels import (
-        CandidateKernel,
         CategoricalRampKernel,
         LayerwiseRampKernel,
         MLPHiddenKernel,
@@ -43,7 +43,7 @@ _HOME = {
     "MLPHidden": "dnc.bo.features",
     "Scalar": "dnc.bo.features",
     "doubling_bounds": "dnc.bo.features",
-    "CandidateKernel": "dnc.bo.kernels",
+    "CandidateKernel": "dnc.bo.candidate_kernel",
     "CategoricalRampKernel": "dnc.bo.kernels",
     "LayerwiseRampKernel": "dnc.bo.kernels",
     "MLPHiddenKernel": "dnc.bo.kernels",

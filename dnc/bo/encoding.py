@@ -8,7 +8,6 @@ searched parameter none of them reads (so a space that declares nothing still wo
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +15,11 @@ from typing import Any
 
 import torch
 
+from dnc.bo.candidate_kernel import CandidateKernel
 from dnc.bo.features import Categorical, KernelFeature, Scalar
-from dnc.bo.kernels import OMEGA, CandidateKernel
+from dnc.bo.kernels import OMEGA
 from dnc.plugins import SearchSpace
-from dnc.search.suggest import UniformSuggest
+from dnc.suggest import ParamRecord, RecordingSuggest, UniformSuggest
 
 
 class CandidateEncoder:
@@ -66,61 +66,6 @@ class CandidateEncoder:
         return CandidateKernel(parts, weights=[f.weight for f in self.features]).double()
 
 
-@dataclass
-class ParamRecord:
-    """What a space asked for one parameter, over several samples."""
-
-    kind: str  # "int", "float" or "categorical"
-    low: float = math.inf
-    high: float = -math.inf
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-
-
-class RecordingSuggest(UniformSuggest):
-    """A ``UniformSuggest`` that records each searched parameter's kind and bounds, and counts
-    the numbers it draws."""
-
-    def __init__(self, draw: Any, active: Collection[str] | None, base: Mapping[str, Any] | None,
-                 records: dict[str, ParamRecord]) -> None:
-        self.draws = 0
-
-        def counted() -> float:
-            self.draws += 1
-            return float(draw())
-
-        super().__init__(counted, active, base)
-        self.records = records
-
-    def _record(self, name: str, kind: str, low: float, high: float, log: bool) -> None:
-        if name not in self.params:  # held: not searched in this stage
-            return
-        rec = self.records.setdefault(name, ParamRecord(kind))
-        rec.low, rec.high = min(rec.low, float(low)), max(rec.high, float(high))
-        rec.log = rec.log or log
-
-    def int(
-        self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
-    ) -> int:
-        value = super().int(name, low, high, group=group, default=default, log=log)
-        self._record(name, "int", low, high, log)
-        return value
-
-    def float(
-        self, name: str, low: float, high: float, *, group: str, default: float, log: bool = False
-    ) -> float:
-        value = super().float(name, low, high, group=group, default=default, log=log)
-        self._record(name, "float", low, high, log)
-        return value
-
-    def categorical(self, name: str, choices: Sequence[Any], *, group: str, default: Any) -> Any:
-        value = super().categorical(name, choices, group=group, default=default)
-        if name in self.params:
-            rec = self.records.setdefault(name, ParamRecord("categorical"))
-            rec.choices = tuple(dict.fromkeys((*rec.choices, *choices)))
-        return value
-
-
 @dataclass(frozen=True)
 class Probe:
     """What sampling a space showed: searched parameters and the most numbers one draw took."""
@@ -140,14 +85,22 @@ def probe_space(
     which parameters the stage searches, their bounds, and how many numbers a draw takes."""
     rng = random.Random(seed)
     records: dict[str, ParamRecord] = {}
+    searched: set[str] = set()
     most = 0
     draws: list[Any] = [lambda: 0.0, lambda: 1.0 - 1e-9]
     draws += [rng.random] * samples
     for draw in draws:
-        s = RecordingSuggest(draw, active, base, records)
-        space.sample(s)
-        most = max(most, s.draws)
-    return Probe(records, most)
+        count = [0]
+
+        def counted(draw: Any = draw, count: list[int] = count) -> float:
+            count[0] += 1
+            return float(draw())
+
+        uniform = UniformSuggest(counted, active, base)
+        space.sample(RecordingSuggest(uniform, records))
+        searched.update(uniform.params)
+        most = max(most, count[0])
+    return Probe({n: r for n, r in records.items() if n in searched}, most)
 
 
 def default_feature(name: str, rec: ParamRecord) -> KernelFeature:
@@ -170,9 +123,7 @@ def stage_features(
 
 __all__ = [
     "CandidateEncoder",
-    "ParamRecord",
     "Probe",
-    "RecordingSuggest",
     "default_feature",
     "probe_space",
     "stage_features",

@@ -10,19 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from dnc.plugins import CostEvaluator, UserError
-
-
-def _normaliser(value: float | str, key: str) -> float | None:
-    if value == "auto":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"cost.{key}={value!r}: give a positive number or auto") from err
-    if not number > 0:
-        raise UserError(f"cost.{key}={value!r}: must be positive (or auto)")
-    return number
+from dnc.plugins import CostEvaluator, parse_normaliser
 
 
 class _RatioCost(CostEvaluator):
@@ -32,7 +20,7 @@ class _RatioCost(CostEvaluator):
     key = ""
 
     def __init__(self, normaliser: float | str = "auto") -> None:
-        self.bar = _normaliser(normaliser, self.key)
+        self.bar = parse_normaliser(normaliser, f"cost.{self.key}")
 
     @property
     def needs_calibration(self) -> bool:

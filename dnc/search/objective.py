@@ -1,27 +1,21 @@
-"""The search loss ``f = log10(fp + wc * fc)`` and the evaluation of one candidate."""
+"""The search loss ``f = log10(fp + wc * fc)``, its two parts, and the evaluation of one
+candidate (build, train, measure)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from dnc.plugins import CostEvaluator, SearchSpace, TensorData, UserError
-from dnc.train.trainer import TrainerSettings, TrainResult, count_params, train
+from dnc.plugins import CostEvaluator, SearchSpace, TensorData
+from dnc.search.records import FIGURES
 
-# Figures every trial records (more come from the cost evaluator).
-ALWAYS = ("best_val_acc", "t_epoch", "numparams", "epochs_run")
+if TYPE_CHECKING:
+    from optuna.trial import FrozenTrial
 
-
-def check_wc(wc: float) -> float:
-    try:
-        value = float(wc)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"search.wc={wc!r}: give a number >= 0") from err
-    if not value >= 0 or math.isinf(value):
-        raise UserError(f"search.wc={wc}: must be a finite number >= 0 (0: accuracy only)")
-    return value
+    from dnc.train.settings import TrainerSettings
+    from dnc.train.trainer import TrainResult
 
 
 def performance_term(best_val_acc: float) -> float:
@@ -44,6 +38,41 @@ def score(figures: Mapping[str, float], wc: float, cost: CostEvaluator) -> float
     return search_loss(*loss_terms(figures, cost), wc)
 
 
+@dataclass(frozen=True)
+class LossParts:
+    """How a trial's search loss ``log10(fp + wc * fc)`` splits, for the ramp sampler's split
+    model (``RampBOSampler(loss_parts=...)``): ``parts(trial)`` gives a finished trial's
+    ``(fp, fc)`` from what it recorded, ``None`` when it recorded nothing (a step with such a
+    trial falls back to one GP on the trial values). The study must minimise the loss.
+
+    Example:
+        >>> LossParts(wc=0.1, parts=lambda t: (t.user_attrs["fp"], t.user_attrs["fc"]))
+    """
+
+    wc: float
+    parts: Callable[[FrozenTrial], tuple[float, float] | None]
+
+    def __post_init__(self) -> None:
+        if not (self.wc >= 0 and math.isfinite(self.wc)):
+            raise ValueError(f"LossParts: wc={self.wc} must be a finite number >= 0")
+
+    @classmethod
+    def of_search(cls, wc: float, cost: CostEvaluator) -> LossParts:
+        """The parts of a dnc search's trials: ``(fp, fc)`` of their recorded figures under
+        ``cost``."""
+
+        def parts(trial: FrozenTrial) -> tuple[float, float] | None:
+            figures = trial.user_attrs.get(FIGURES)
+            if not isinstance(figures, Mapping):
+                return None
+            try:
+                return loss_terms(figures, cost)
+            except (KeyError, TypeError, ValueError):
+                return None
+
+        return cls(wc=wc, parts=parts)
+
+
 @dataclass
 class Evaluation:
     """One trained candidate: the raw figures, the search loss and the training curves."""
@@ -64,11 +93,17 @@ def evaluate(
     seed: int,
 ) -> Evaluation:
     """Build, train and cost ``candidate``. Raises ``TrialDiverged`` on a NaN loss."""
+    from dnc.train.trainer import count_params, train
+
     model = space.build(candidate, data.spec)
     result = train(
-        model, data,
-        lr=float(candidate["lr"]), weight_decay=float(candidate["weight_decay"]),
-        batch_size=int(candidate["batch_size"]), settings=trainer, seed=seed,
+        model,
+        data,
+        lr=float(candidate["lr"]),
+        weight_decay=float(candidate["weight_decay"]),
+        batch_size=int(candidate["batch_size"]),
+        settings=trainer,
+        seed=seed,
     )
     figures: dict[str, float] = {
         "best_val_acc": result.best_val_acc,
@@ -78,3 +113,14 @@ def evaluate(
     }
     figures.update(cost.measure(model, candidate, data.spec))
     return Evaluation(figures=figures, loss=score(figures, wc, cost), result=result)
+
+
+__all__ = [
+    "Evaluation",
+    "LossParts",
+    "evaluate",
+    "loss_terms",
+    "performance_term",
+    "score",
+    "search_loss",
+]

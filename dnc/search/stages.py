@@ -1,66 +1,304 @@
-"""Stages: a ``bo`` stage samples candidates over some parameter groups with a model-based
-sampler; a ``grid`` stage tries every variant of a finite set, sub-stage by sub-stage.
+"""Stages: ``bo`` samples candidates over some parameter groups with a model-based sampler;
+``grid`` tries every variant of a finite set, sub-stage by sub-stage.
 
-Both hold everything outside what they search at a *base* candidate: the best candidate of the
-search when the stage (or grid sub-stage) started. The base is recorded on the stage's study the
-first time, so a resumed stage, or a second worker, uses the same one.
+A stage kind is a class with a ``label``, a ``budget`` and ``run(context, study)``, registered
+in ``STAGES`` under the name ``search.stages[i].kind`` uses. Both kinds hold everything outside
+what they search at a *base* candidate: the best candidate of the search when the stage (or
+grid sub-stage) started, recorded on the stage's study the first time, so a resumed stage, or a
+second worker, uses the same one.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from dnc.plugins import UserError
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.trial import FrozenTrial, TrialState
 
-GROUPS = ("core", "arch", "train")
-KINDS = ("bo", "grid")
+from dnc import optuna_compat
+from dnc.plugins import Candidate, SearchSpace, UserError, candidate_key
+from dnc.search import records
+from dnc.search.driver import Driver, Wait
+from dnc.search.events import SearchObserver, SubstageStarted
+from dnc.search.objective import LossParts
+from dnc.search.samplers import SamplerContext, make_sampler
+from dnc.search.settings import SearchSettings, StageSpec
+from dnc.search.storage import ranked_trials, search_studies
+from dnc.suggest import ParamRecord, RecordingSuggest, ReplaySuggest, TrialSuggest
 
 
-@dataclass(frozen=True)
-class StageSpec:
-    """One stage of a search.
+@dataclass
+class StageContext:
+    """What a stage runs with: the search it belongs to (``search`` in ``storage``), the
+    space, the driver of its trials, and the seed and loss parts its sampler takes."""
 
-    - ``bo``: the search's sampler (or ``sampler``) proposes candidates over ``groups``; the
-      budget is ``trials``, or ``search.bo.prior_states + search.bo.steps`` when 0.
-    - ``grid``: for each sub-stage in ``substages`` (empty: the space's default order), every
-      variant the space offers of the best candidate so far; a sub-stage's winner is kept only
-      if it beats the best so far, and variants already tried anywhere in the search are not
-      run again.
-    """
+    search: str
+    storage: optuna.storages.BaseStorage
+    space: SearchSpace
+    driver: Driver
+    observer: SearchObserver
+    seed: int
+    loss_parts: LossParts
 
-    name: str
-    kind: str = "bo"
-    groups: tuple[str, ...] = ("core",)
-    trials: int = 0
-    substages: tuple[str, ...] = ()
-    sampler: str | None = None
+    def base(self, study: optuna.Study, key: str) -> Candidate:
+        """The candidate a stage (``key="stage"``) or grid sub-stage holds fixed: the best of
+        the search when it first started, recorded on its study."""
+        attr = records.BASE + key
+        if attr not in study.user_attrs:
+            best = ranked_trials(self.storage, self.search)
+            study.set_user_attr(attr, dict(best[0].candidate) if best else {})
+        return dict(study.user_attrs[attr])
 
-    def __post_init__(self) -> None:
-        where = f"search.stages[{self.name}]"
-        if not self.name or "/" in self.name or ":" in self.name:
+    def tried(self) -> set[Any]:
+        """Identities of every candidate of the search that used up budget or is in flight."""
+        keys = set()
+        for name in search_studies(self.storage, self.search):
+            for t in optuna.load_study(study_name=name, storage=self.storage).get_trials(
+                deepcopy=False
+            ):
+                key = records.tried_key(t)
+                if key is not None:
+                    keys.add(key)
+        return keys
+
+
+class Stage(Protocol):
+    """A kind of stage. ``budget`` is ``None`` when the stage decides how many trials it runs
+    (a grid: one per variant)."""
+
+    spec: StageSpec
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def budget(self) -> int | None: ...
+
+    def params(self, space: SearchSpace) -> dict[str, Any]:
+        """The stage's settings as a tracker logs them."""
+
+    def run(self, context: StageContext, study: optuna.Study) -> None: ...
+
+
+def _done(trials: Iterable[FrozenTrial]) -> int:
+    return sum(records.counts_against_budget(t) for t in trials)
+
+
+class BOStage:
+    """Candidates proposed by a model-based sampler (the ramp BO by default) over the stage's
+    groups, the rest held at the base; ``budget`` finished trials."""
+
+    def __init__(self, spec: StageSpec, settings: SearchSettings) -> None:
+        if not spec.groups:
             raise UserError(
-                f"search.stages: stage name {self.name!r} must be non-empty, without '/' or ':'"
+                f"search.stages[{spec.name}].groups is empty: name the groups it "
+                "searches (core, arch, train)"
             )
-        if self.kind not in KINDS:
-            raise UserError(f"{where}.kind={self.kind!r}: choose one of {', '.join(KINDS)}")
-        unknown = [g for g in self.groups if g not in GROUPS]
-        if self.kind == "bo" and (unknown or not self.groups):
-            raise UserError(
-                f"{where}.groups={list(self.groups)}: name one or more of {', '.join(GROUPS)}"
-            )
-        if self.trials < 0:
-            raise UserError(f"{where}.trials={self.trials}: must be >= 0")
-        if len(set(self.substages)) != len(self.substages):
-            raise UserError(f"{where}.substages={list(self.substages)}: each at most once")
+        self.spec = spec
+        self.sampler = spec.sampler or settings.sampler
+        self.settings = settings
 
     @property
     def label(self) -> str:
-        return f"{self.kind} over {', '.join(self.groups)}" if self.kind == "bo" else "grid"
+        return f"{self.sampler} bo over {', '.join(self.spec.groups)}"
+
+    def params(self, space: SearchSpace) -> dict[str, Any]:
+        return {
+            "kind": "bo",
+            "groups": list(self.spec.groups),
+            "sampler": self.sampler,
+            "budget": self.budget,
+        }
+
+    @property
+    def budget(self) -> int:
+        return self.settings.budget(self.spec)
+
+    def run(self, context: StageContext, study: optuna.Study) -> None:
+        base = context.base(study, "stage")
+        index = [s.name for s in self.settings.stages].index(self.spec.name)
+        study.sampler = make_sampler(
+            self.sampler,
+            SamplerContext(
+                space=context.space,
+                groups=self.spec.groups,
+                base=base,
+                bo=self.settings.bo,
+                seed=context.seed * 1000 + index,
+                loss_parts=context.loss_parts,
+            ),
+        )
+        context.driver.run(study, self.spec.name, _BOSteps(self, context.space, base))
 
 
-def candidate_key(candidate: Mapping[str, Any]) -> str:
-    """A canonical text of a candidate: equal keys mean the same network and training."""
-    return json.dumps(candidate, sort_keys=True, default=str)
+@dataclass
+class _BOSteps:
+    stage: BOStage
+    space: SearchSpace
+    base: Candidate
+
+    def next(self, study: optuna.Study) -> optuna.Trial | Wait:
+        trials = study.get_trials(deepcopy=False)
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        if _done(trials) + running < self.stage.budget:
+            return optuna_compat.ask(study)
+        return Wait.LATER if running else Wait.DONE  # others finish the stage's last trials
+
+    def candidate(self, trial: optuna.Trial) -> tuple[Candidate, str]:
+        return self.space.sample(TrialSuggest(trial, self.stage.spec.groups, self.base)), ""
+
+    def budget(self, trials: list[FrozenTrial]) -> int:
+        return self.stage.budget
+
+
+class GridStage:
+    """Every variant the space offers of the best candidate so far, sub-stage by sub-stage
+    (``substages``, or the space's order); variants tried anywhere in the search are skipped.
+    Each trial's varied choices are its Optuna params (so Optuna's plots and dashboards show
+    them); the whole candidate is its ``candidate`` attribute, as in every stage."""
+
+    def __init__(self, spec: StageSpec, settings: SearchSettings) -> None:
+        self.spec = spec
+
+    @property
+    def label(self) -> str:
+        return "grid"
+
+    def params(self, space: SearchSpace) -> dict[str, Any]:
+        return {"kind": "grid", "substages": list(self.substages(space))}
+
+    def substages(self, space: SearchSpace) -> tuple[str, ...]:
+        return self.spec.substages or tuple(space.grid_substages())
+
+    @property
+    def budget(self) -> None:
+        return None
+
+    def run(self, context: StageContext, study: optuna.Study) -> None:
+        space = context.space
+        substages = self.substages(space)
+        study.sampler = optuna.samplers.RandomSampler(seed=context.seed)  # asks only pop the queue
+        for sub in substages:
+            base = context.base(study, sub)
+            variants = space.grid(sub, base)
+            distinct = len({candidate_key(v) for v in variants})
+            context.observer.substage_started(SubstageStarted(self.spec.name, sub, distinct, base))
+            steps = _GridSteps(sub, variants, varied_params(space, variants), context.tried)
+            context.driver.run(study, self.spec.name, steps)
+
+
+@dataclass
+class _GridSteps:
+    substage: str
+    variants: list[Candidate]
+    distributions: dict[str, BaseDistribution]
+    tried: Callable[[], set[Any]]
+
+    def next(self, study: optuna.Study) -> optuna.Trial | Wait:
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not waiting and not self._enqueue_missing(study):
+            return Wait.DONE
+        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return Wait.LATER  # only other workers' trials are in flight
+        trial = optuna_compat.ask(study)  # pops a queued variant
+        if records.CANDIDATE not in trial.user_attrs:  # another worker popped the last one
+            study.tell(trial, state=TrialState.PRUNED)
+            return Wait.LATER
+        return trial
+
+    def _enqueue_missing(self, study: optuna.Study) -> bool:
+        """Queue the variants neither tried nor in flight; True if any is in flight."""
+        seen = self.tried()
+        inflight = False
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            inflight = inflight or records.CANDIDATE in trial.user_attrs
+        for variant in self.variants:
+            key = candidate_key(variant)
+            if key in seen:
+                continue
+            seen.add(key)
+            params = {k: variant[k] for k in self.distributions if k in variant}
+            study.enqueue_trial(
+                params,
+                user_attrs={records.CANDIDATE: variant, records.SUBSTAGE: self.substage},
+                skip_if_exists=False,
+            )
+            inflight = True
+        return inflight
+
+    def candidate(self, trial: optuna.Trial) -> tuple[Candidate, str]:
+        candidate = dict(trial.user_attrs[records.CANDIDATE])
+        for name, dist in self.distributions.items():
+            if name in candidate and optuna_compat.contains(dist, candidate[name]):
+                _suggest(trial, name, dist)  # answers the queued value, recorded as a param
+        return candidate, str(trial.user_attrs.get(records.SUBSTAGE, self.substage))
+
+    def budget(self, trials: list[FrozenTrial]) -> int:
+        return sum(records.counts_against_budget(t) or records.in_flight(t) for t in trials)
+
+
+def varied_params(space: SearchSpace, variants: list[Candidate]) -> dict[str, BaseDistribution]:
+    """The choices a grid sub-stage varies (keys whose value differs between ``variants``),
+    each with the distribution the space samples it from (replayed on the variants), or a
+    categorical over the variants' values for a key the space derives."""
+    if not variants:
+        return {}
+    differs = [k for k in variants[0] if len({repr(v.get(k)) for v in variants}) > 1]
+    asked: dict[str, ParamRecord] = {}
+    for variant in variants:
+        space.sample(RecordingSuggest(ReplaySuggest(variant), asked))
+    out: dict[str, BaseDistribution] = {}
+    for key in differs:
+        rec = asked.get(key)
+        if rec is None or rec.kind == "categorical":
+            values = rec.choices if rec else tuple(dict.fromkeys(v.get(key) for v in variants))
+            if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
+                out[key] = CategoricalDistribution(values)
+        elif rec.kind == "int":
+            out[key] = IntDistribution(int(rec.low), int(rec.high), log=rec.log)
+        else:
+            out[key] = FloatDistribution(rec.low, rec.high, log=rec.log)
+    return out
+
+
+def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> None:
+    """Ask ``trial`` for ``name`` under ``dist`` (a queued trial answers its queued value);
+    nothing when the study already has ``name`` under an incompatible distribution."""
+    try:
+        if isinstance(dist, CategoricalDistribution):
+            trial.suggest_categorical(name, dist.choices)
+        elif isinstance(dist, IntDistribution):
+            trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+        elif isinstance(dist, FloatDistribution):
+            trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+    except ValueError:
+        pass
+
+
+STAGES: dict[str, Callable[[StageSpec, SearchSettings], Stage]] = {
+    "bo": BOStage,
+    "grid": GridStage,
+}
+"""Stage kinds by ``search.stages[i].kind``."""
+
+
+def make_stage(spec: StageSpec, settings: SearchSettings) -> Stage:
+    """The stage ``spec`` describes; ``UserError`` for an unknown kind."""
+    try:
+        kind = STAGES[spec.kind]
+    except KeyError:
+        raise UserError(
+            f"search.stages[{spec.name}].kind={spec.kind!r}: choose one of {', '.join(STAGES)}"
+        ) from None
+    return kind(spec, settings)
+
+
+__all__ = ["STAGES", "BOStage", "GridStage", "Stage", "StageContext", "make_stage", "varied_params"]

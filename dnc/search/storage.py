@@ -1,8 +1,8 @@
-"""The Optuna storage of a search: opening it, reading its trials back, re-scoring them.
+"""The Optuna storage of a search: opening it, finding its studies, reading its trials back.
 
 A search named ``S`` keeps one study per stage, named ``S/<stage>``. Each finished trial holds
-its candidate and raw figures as user attributes, so everything below works from the storage
-alone, in any process (several workers may share it).
+its candidate and raw figures (``dnc.search.records``), so everything below works from the
+storage alone, in any process (several workers may share it).
 """
 
 from __future__ import annotations
@@ -15,15 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
+from dnc import optuna_compat
 from dnc.plugins import CostEvaluator, UserError
+from dnc.search import records
 from dnc.search.objective import score
-from dnc.tracking.console import Ranked
+from dnc.search.records import Ranked
 
-SETTINGS_ATTR = "dnc.settings"
-COST_ATTR = "dnc.cost"
-PARENT_RUN_ATTR = "mlflow_parent_run_id"
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for anything printed or written."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not an SQLAlchemy URL: show it as given
+        return url
 
 
 def open_storage(
@@ -46,7 +54,9 @@ def open_storage(
                 engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
             )
     except Exception as err:
-        raise UserError(f"storage.url={url!r}: cannot open the Optuna storage ({err})") from err
+        raise UserError(
+            f"storage.url={mask_url(url)!r}: cannot open the Optuna storage ({err})"
+        ) from err
 
 
 def study_name(search: str, stage: str) -> str:
@@ -55,18 +65,16 @@ def study_name(search: str, stage: str) -> str:
 
 def search_studies(storage: optuna.storages.BaseStorage, search: str) -> list[str]:
     """Names of the stage studies of ``search`` in ``storage``, oldest first."""
-    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
-    ordered = sorted(summaries, key=lambda s: s._study_id)
-    return [s.study_name for s in ordered if s.study_name.startswith(f"{search}/")]
+    return [n for n in optuna_compat.study_names(storage) if n.startswith(f"{search}/")]
 
 
-def counts_against_budget(trial: FrozenTrial) -> bool:
-    """Finished trials use up a stage's budget: completed ones, and failed ones that failed on
-    their own (a NaN loss, an error). A trial failed because its worker died (Optuna's
-    heartbeat, or a resumed search) does not: its slot is run again."""
-    if trial.state == TrialState.COMPLETE:
-        return True
-    return trial.state == TrialState.FAIL and "fail_reason" in trial.user_attrs
+def searches_in(storage: optuna.storages.BaseStorage) -> list[str]:
+    """Names of the searches in a storage (study names are ``<search>/<stage>``)."""
+    return sorted({n.rsplit("/", 1)[0] for n in optuna_compat.study_names(storage) if "/" in n})
+
+
+def load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage)
 
 
 def ranked_trials(
@@ -80,40 +88,52 @@ def ranked_trials(
     ``cost``), losses are recomputed from the recorded figures: no training."""
     rows: list[Ranked] = []
     for name in search_studies(storage, search):
-        study = optuna.load_study(study_name=name, storage=storage)
+        study = load(storage, name)
         if wc is not None and cost is None:
             cost = recorded_cost(study)
+        stage = name.rsplit("/", 1)[-1]
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            figures = t.user_attrs.get("figures")
-            if figures is None or t.value is None:
-                continue
-            loss = t.value if wc is None else score(figures, wc, cost)  # type: ignore[arg-type]
-            rows.append(
-                Ranked(
-                    stage=t.user_attrs.get("stage", name.rsplit("/", 1)[-1]),
-                    number=t.number,
-                    loss=float(loss),
-                    figures=figures,
-                    candidate=t.user_attrs.get("candidate", t.params),
-                    substage=t.user_attrs.get("substage", ""),
-                )
-            )
+            figs = records.figures(t)
+            loss = score(figs, wc, cost) if wc is not None and figs and cost else None
+            row = records.ranked(t, stage, loss)
+            if row is not None:
+                rows.append(row)
     rows.sort(key=lambda r: r.loss if math.isfinite(r.loss) else math.inf)
     return rows
 
 
 def record_cost(study: optuna.Study, cost: CostEvaluator) -> None:
+    """Record the cost evaluator (class and ``settings()``) on ``study``."""
     cls = type(cost)
     study.set_user_attr(
-        COST_ATTR, {"target": f"{cls.__module__}.{cls.__qualname__}", "kwargs": cost.settings()}
+        records.COST, {"target": f"{cls.__module__}.{cls.__qualname__}", "kwargs": cost.settings()}
     )
 
 
 def recorded_cost(study: optuna.Study) -> CostEvaluator:
     """Rebuild the cost evaluator (with its calibrated normaliser) a study was scored with."""
-    spec: Mapping[str, Any] | None = study.user_attrs.get(COST_ATTR)
+    spec: Mapping[str, Any] | None = study.user_attrs.get(records.COST)
     if spec is None:
         raise UserError(f"study {study.study_name!r} records no cost evaluator; pass one")
     module, _, name = spec["target"].rpartition(".")
-    cls = getattr(importlib.import_module(module), name)
-    return cls(**spec["kwargs"])
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise UserError(
+            f"study {study.study_name!r} was scored with {spec['target']}, which is not "
+            "installed here; install its plugin"
+        ) from err
+    return cls(**spec["kwargs"])  # type: ignore[no-any-return]
+
+
+__all__ = [
+    "load",
+    "mask_url",
+    "open_storage",
+    "ranked_trials",
+    "record_cost",
+    "recorded_cost",
+    "search_studies",
+    "searches_in",
+    "study_name",
+]

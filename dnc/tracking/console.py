@@ -1,32 +1,25 @@
-"""The live view of a search (one line per trial, best so far) and the final table."""
+"""The console view of a search: a line per stage and per trial, then a table of the best."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-
-@dataclass(frozen=True)
-class Ranked:
-    """A finished trial as the reports show it."""
-
-    stage: str
-    number: int
-    loss: float
-    figures: Mapping[str, float]
-    candidate: Mapping[str, Any]
-    substage: str = ""
-
-    @property
-    def found_by(self) -> str:
-        """The stage (and grid sub-stage) that found this candidate."""
-        return f"{self.stage}:{self.substage}" if self.substage else self.stage
+from dnc.search.events import (
+    FinalTested,
+    SearchFinished,
+    SearchObserver,
+    SearchStarted,
+    StageStarted,
+    SubstageStarted,
+    TrialFinished,
+)
+from dnc.search.records import Ranked
 
 
 def describe(candidate: Mapping[str, Any], skip: Sequence[str] = ()) -> str:
@@ -41,68 +34,110 @@ def describe(candidate: Mapping[str, Any], skip: Sequence[str] = ()) -> str:
     return " ".join(parts)
 
 
-class SearchConsole:
-    """Prints progress to the terminal (or a log, without colour when not a terminal)."""
+class SearchConsole(SearchObserver):
+    """Prints a search's progress (plain text, without colour, when not on a terminal).
 
-    def __init__(self, console: Console | None = None, quiet: bool = False) -> None:
+    ``tracking`` is the tracking URI shown in the header; ``describe_candidate`` turns a
+    candidate into the table's last column (the space's ``describe``); ``log_file`` is where
+    failed trials' tracebacks go (named once, on the first failure)."""
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        quiet: bool = False,
+        tracking: str = "",
+        describe_candidate: Callable[[Mapping[str, Any]], str] = describe,
+        log_file: str | None = None,
+    ) -> None:
         if console is None:
             console = Console(highlight=False)
             if not console.is_terminal:  # logs and CI: wide enough for the final table
                 console = Console(highlight=False, width=160)
         self.console = console
         self.quiet = quiet
+        self.tracking = tracking
+        self.describe_candidate = describe_candidate
+        self.log_file = log_file
+        self._told_log = False
 
     def print(self, *args: Any) -> None:
         if not self.quiet:
             self.console.print(*args)
 
-    def search_start(self, name: str, storage: str, tracking: str, notes: Sequence[str]) -> None:
+    # -- events -------------------------------------------------------------------------------
+    def search_started(self, event: SearchStarted) -> None:
         self.print(
-            f"[bold]dnc[/bold] search [cyan]{name}[/cyan]  storage={storage}  "
-            f"tracking={tracking or 'off'}"
+            f"[bold]dnc[/bold] search [cyan]{escape(event.name)}[/cyan]  "
+            f"storage={escape(event.storage)}  tracking={escape(self.tracking or 'off')}"
         )
-        for note in notes:
+        for note in event.notes:
             self.print(f"  {escape(note)}")
 
-    def stage_start(self, stage: str, label: str, budget: int, done: int) -> None:
-        size = f"; {budget} trials" if budget else ""
-        resumed = f", resuming after {done} finished" if done else ""
-        self.print(f"[bold]stage {stage}[/bold] ({label}{size}{resumed})")
+    def stage_started(self, event: StageStarted) -> None:
+        size = f"; {event.budget} trials" if event.budget else ""
+        resumed = f", resuming after {event.done} finished" if event.done else ""
+        self.print(f"[bold]stage {escape(event.spec.name)}[/bold] ({event.label}{size}{resumed})")
 
-    def trial(
-        self,
-        stage: str,
-        done: int,
-        budget: int,
-        number: int,
-        figures: Mapping[str, float] | None,
-        loss: float | None,
-        best: float,
-        fail_reason: str | None = None,
-        substage: str = "",
-    ) -> None:
-        where = f"{stage}:{substage}" if substage else stage
-        head = escape(f"  [{where} {done:>3}/{budget}]") + f" trial {number:>3}"
-        best_txt = f"best {best:+.4f}" if math.isfinite(best) else "best -"
-        if fail_reason is not None or figures is None or loss is None:
-            self.print(f"{head}  [red]failed[/red]: {escape(str(fail_reason))}  | {best_txt}")
-            return
-        mark = " [green]*[/green]" if loss <= best else ""
+    def substage_started(self, event: SubstageStarted) -> None:
         self.print(
-            f"{head}  val {figures['best_val_acc']:6.2f}%  "
-            f"t_epoch {figures['t_epoch'] * 1e3:7.1f} ms"
-            f"  params {int(figures['numparams']):>9,}  loss {loss:+.4f}{mark}  | {best_txt}"
+            f"  sub-stage {escape(event.substage)}: {event.variants} variants of the best so far"
         )
 
-    def table(
-        self,
-        title: str,
-        rows: Sequence[Ranked],
-        extra: Sequence[str] = (),
-        describe_candidate: Callable[[Mapping[str, Any]], str] = describe,
-    ) -> None:
+    def trial_finished(self, event: TrialFinished) -> None:
+        o = event.outcome
+        where = f"{o.stage}:{o.substage}" if o.substage else o.stage
+        head = escape(f"  [{where} {event.done:>3}/{event.budget}]") + f" trial {o.number:>3}"
+        best = f"best {event.best:+.4f}" if math.isfinite(event.best) else "best -"
+        if o.failed or o.figures is None or o.loss is None:
+            where_log = ""
+            if self.log_file and not self._told_log:
+                where_log, self._told_log = f" (tracebacks in {self.log_file})", True
+            self.print(
+                f"{head}  [red]failed[/red]: {escape(str(o.fail_reason))}"
+                f"{escape(where_log)}  | {best}"
+            )
+            return
+        f = o.figures
+        mark = " [green]*[/green]" if o.loss <= event.best else ""
+        self.print(
+            f"{head}  val {f['best_val_acc']:6.2f}%  t_epoch {f['t_epoch'] * 1e3:7.1f} ms"
+            f"  params {int(f['numparams']):>9,}  loss {o.loss:+.4f}{mark}  | {best}"
+        )
+
+    def final_tested(self, event: FinalTested) -> None:
+        self.print(f"  {event.row.key}: test accuracy {event.test_acc:.2f}%")
+
+    def search_finished(self, event: SearchFinished) -> None:
+        if not event.finished:
+            return
+        rows = [
+            Ranked(
+                r.stage,
+                r.number,
+                r.loss,
+                {**r.figures, "test_acc": event.test_acc[r.key]}
+                if r.key in event.test_acc
+                else r.figures,
+                r.candidate,
+                r.substage,
+            )
+            for r in event.best
+        ]
+        self.table(
+            f"best {len(rows)} candidates of {event.name}",
+            rows,
+            extra=("test_acc",) if event.test_acc else (),
+        )
+
+    def message(self, text: str) -> None:
+        self.print(escape(text))
+
+    # -- the table ----------------------------------------------------------------------------
+    def table(self, title: str, rows: Sequence[Ranked], extra: Sequence[str] = ()) -> None:
+        """The best candidates: where they came from, their figures and search loss."""
         table = Table(title=title, title_justify="left")
-        for col in (
+        columns = (
             "#",
             "found by",
             "trial",
@@ -112,7 +147,8 @@ class SearchConsole:
             *extra,
             "search loss",
             "candidate",
-        ):
+        )
+        for col in columns:
             table.add_column(col, justify="left" if col in ("found by", "candidate") else "right")
         for rank, row in enumerate(rows, 1):
             f = row.figures
@@ -125,7 +161,9 @@ class SearchConsole:
                 f"{int(f['numparams']):,}",
                 *(f"{f.get(key, float('nan')):.4g}" for key in extra),
                 f"{row.loss:+.4f}",
-                describe_candidate(row.candidate),
+                self.describe_candidate(row.candidate),
             )
-        if not self.quiet:
-            self.console.print(table)
+        self.print(table)
+
+
+__all__ = ["SearchConsole", "describe"]

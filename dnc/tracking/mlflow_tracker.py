@@ -1,9 +1,15 @@
-"""MLflow logging: one parent run per search, one nested run per trial.
+"""MLflow logging: the search's run, one nested run per stage, one nested run per trial.
 
-The client API is used directly (no fluent ``mlflow.start_run`` state), so trials are nested
-explicitly through the ``mlflow.parentRunId`` tag — optuna-integration's MLflowCallback is known
-to put trials at the top level. A trial's run is created when the trial starts (the UI shows it
-running) and closed with its figures; its id is kept on the Optuna trial.
+``MlflowTracker`` is a ``SearchObserver``. It uses the client API directly (no fluent
+``mlflow.start_run`` state) and nests runs explicitly through the ``mlflow.parentRunId`` tag
+(optuna-integration's MLflowCallback puts trials at the top level). A trial's run is created
+when the trial starts (the UI shows it running) and closed with its figures. Run ids are kept
+on the Optuna studies and trials (``dnc.search.records``), so a resumed search reopens its runs
+and closes those of trials whose worker died as ``KILLED``.
+
+Tags: ``dnc.kind`` (search / stage / trial; filter ``tags.dnc.kind = 'trial'`` to compare every
+trial of every stage side by side), ``dnc.search``, ``stage``, ``substage``, ``trial_number``,
+``study_name``, ``dnc.search_run_id``, and ``fail_reason`` on failed trials.
 """
 
 from __future__ import annotations
@@ -11,11 +17,22 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from dnc.plugins import UserError
+from dnc.search import records
+from dnc.search.events import (
+    FinalTested,
+    SearchFinished,
+    SearchObserver,
+    SearchStarted,
+    StageFinished,
+    StageStarted,
+    TrialFinished,
+    TrialsAbandoned,
+    TrialStarted,
+)
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -29,211 +46,191 @@ def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
 
 
-class Tracker:
-    """Writes a search and its trials to an MLflow tracking store.
+class MlflowTracker(SearchObserver):
+    """Writes a search, its stages and its trials to an MLflow tracking store.
 
-    ``uri``: any MLflow tracking URI (``sqlite:///mlflow.db``, ``http://host:5000``, a folder).
+    Example:
+        >>> Search(settings, ..., observers=[MlflowTracker("sqlite:///mlflow.db")]).run()
     """
 
-    def __init__(self, uri: str, experiment: str = "dnc") -> None:
-        import mlflow
+    def __init__(self, uri: str, experiment: str = "dnc", *, connect: bool = True) -> None:
+        self.uri = uri
+        self.experiment = experiment
+        self._client: Any = None
+        self.experiment_id = ""
+        if connect:
+            self.connect()
+        self.search_run = ""
+        self._stage_runs: dict[str, str] = {}  # stage name -> run id
+        self._open_trials: dict[tuple[str, int], str] = {}  # (stage, trial number) -> run id
+
+    def connect(self) -> None:
+        """Open the tracking store and the experiment (created if missing); ``UserError`` when
+        that fails. Events connect on first use."""
+        if self._client is not None:
+            return
         from mlflow.tracking import MlflowClient
 
-        self.uri = uri
-        self._mlflow = mlflow
         try:
-            self.client = MlflowClient(tracking_uri=uri)
-            found = self.client.get_experiment_by_name(experiment)
+            client = MlflowClient(tracking_uri=self.uri)
+            found = client.get_experiment_by_name(self.experiment)
             self.experiment_id = (
                 found.experiment_id
                 if found is not None
-                else self.client.create_experiment(experiment)
+                else client.create_experiment(self.experiment)
             )
         except Exception as err:  # unreachable server, unwritable file, bad scheme ...
-            raise UserError(f"tracking.uri={uri!r}: cannot open the MLflow store ({err})") from err
+            raise UserError(
+                f"tracking.uri={self.uri!r}: cannot open the MLflow store ({err})"
+            ) from err
+        self._client = client
 
-    # -- search (parent run) ------------------------------------------------------------------
-    def start_search(self, name: str, params: Mapping[str, Any], run_id: str | None = None) -> str:
-        """Open (or, with ``run_id``, reopen for a resumed search) the search's parent run."""
-        if run_id is not None:
-            try:
-                self.client.update_run(run_id, status="RUNNING")
-                return run_id
-            except Exception:
-                pass  # the parent run is gone (another tracking store): start a new one
-        run = self.client.create_run(
-            self.experiment_id, run_name=name, tags={"dnc.search": name, "dnc.kind": "search"}
+    @property
+    def client(self) -> Any:
+        self.connect()
+        return self._client
+
+    # -- events -------------------------------------------------------------------------------
+    def search_started(self, event: SearchStarted) -> None:
+        study = event.study
+        self.search_run = self._reopen(study.user_attrs.get(records.MLFLOW_SEARCH_RUN)) or (
+            self._create(event.name, {"dnc.search": event.name, "dnc.kind": "search"}, event.params)
         )
-        self._log_params(run.info.run_id, params)
-        return run.info.run_id
+        if study.user_attrs.get(records.MLFLOW_SEARCH_RUN) != self.search_run:
+            study.set_user_attr(records.MLFLOW_SEARCH_RUN, self.search_run)
 
-    def end_run(self, run_id: str, metrics: Mapping[str, float], status: str = "FINISHED") -> None:
-        self.client.log_batch(run_id, metrics=self._metrics(metrics))
-        self.client.set_terminated(run_id, status=status)
-
-    # -- stages and trials (nested runs) ------------------------------------------------------
-    def start_stage(
-        self,
-        search_run: str,
-        *,
-        search: str,
-        stage: str,
-        study: str,
-        params: Mapping[str, Any],
-        run_id: str | None = None,
-    ) -> str:
-        """Open (or reopen) a stage's run, nested under the search's run."""
-        if run_id:
-            try:
-                self.client.update_run(run_id, status="RUNNING")
-                return run_id
-            except Exception:
-                pass
-        run = self.client.create_run(
-            self.experiment_id,
-            run_name=stage,
-            tags={
-                PARENT_TAG: search_run,
-                "dnc.search": search,
+    def stage_started(self, event: StageStarted) -> None:
+        study, name = event.study, event.spec.name
+        run = self._reopen(study.user_attrs.get(records.MLFLOW_STAGE_RUN)) or self._create(
+            name,
+            {
+                PARENT_TAG: self.search_run,
+                "dnc.search": study.study_name.rsplit("/", 1)[0],
                 "dnc.kind": "stage",
-                "stage": stage,
-                "study_name": study,
+                "stage": name,
+                "study_name": study.study_name,
             },
+            event.params,
         )
-        self._log_params(run.info.run_id, params)
-        return run.info.run_id
+        if study.user_attrs.get(records.MLFLOW_STAGE_RUN) != run:
+            study.set_user_attr(records.MLFLOW_STAGE_RUN, run)
+        self._stage_runs[name] = run
 
-    def start_trial(
-        self,
-        parent_id: str,
-        *,
-        search: str,
-        stage: str,
-        study: str,
-        number: int,
-        candidate: Mapping[str, Any],
-        search_run: str = "",
-        substage: str = "",
-    ) -> str:
-        """Open a trial's run, nested under ``parent_id`` (its stage's run)."""
+    def trial_started(self, event: TrialStarted) -> None:
+        trial = event.trial
+        study = trial.study.study_name
         tags = {
-            PARENT_TAG: parent_id,
-            "dnc.search": search,
+            PARENT_TAG: self._stage_runs.get(event.stage) or self.search_run,
+            "dnc.search": study.rsplit("/", 1)[0],
             "dnc.kind": "trial",
-            "dnc.search_run_id": search_run or parent_id,
-            "stage": stage,
-            "trial_number": str(number),
+            "dnc.search_run_id": self.search_run,
+            "stage": event.stage,
+            "trial_number": str(trial.number),
             "study_name": study,
         }
-        if substage:
-            tags["substage"] = substage
-        run = self.client.create_run(
-            self.experiment_id,
-            tags=tags,
-            run_name=f"{stage}{'-' + substage if substage else ''}-{number:03d}",
-        )
-        self._log_params(run.info.run_id, candidate)
-        return run.info.run_id
+        if event.substage:
+            tags["substage"] = event.substage
+        name = f"{event.stage}{'-' + event.substage if event.substage else ''}-{trial.number:03d}"
+        run = self._create(name, tags, event.candidate)
+        trial.set_user_attr(records.MLFLOW_RUN, run)
+        self._open_trials[(event.stage, trial.number)] = run
 
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
-        self.client.log_batch(run_id, metrics=self._metrics(metrics))
+    def trial_finished(self, event: TrialFinished) -> None:
+        from mlflow.entities import Metric, RunTag
 
-    def end_trial(
-        self,
-        run_id: str,
-        *,
-        figures: Mapping[str, float] | None = None,
-        loss: float | None = None,
-        curves: Mapping[str, Sequence[float]] | None = None,
-        fail_reason: str | None = None,
-    ) -> None:
-        from mlflow.entities import Metric
-
-        metrics: list[Metric] = []
-        for key, values in (curves or {}).items():
-            now = int(time.time() * 1000)
-            metrics += [
-                Metric(key, float(v), now, step)
-                for step, v in enumerate(values)
-                if math.isfinite(float(v))
-            ]
-        final = dict(figures or {})
-        if loss is not None:
-            final["search_loss"] = loss
-        metrics += self._metrics(final)
-        tags = []
-        if fail_reason is not None:
-            from mlflow.entities import RunTag
-
-            tags.append(RunTag("fail_reason", fail_reason[:4000]))
-        for start in range(0, len(metrics), 900):  # MLflow's batch limit is 1000
+        o = event.outcome
+        run = self._open_trials.pop((o.stage, o.number), None)
+        if run is None:
+            return
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(name, float(v), now, step)
+            for name, values in o.curves.items()
+            for step, v in enumerate(values)
+            if math.isfinite(float(v))
+        ]
+        metrics += self._metrics({**(o.figures or {}), "search_loss": o.loss})
+        tags = [RunTag("fail_reason", o.fail_reason[:4000])] if o.fail_reason else []
+        for start in range(0, max(len(metrics), 1), 900):  # MLflow's batch limit is 1000
             self.client.log_batch(
-                run_id, metrics=metrics[start : start + 900], tags=tags if start == 0 else []
+                run, metrics=metrics[start : start + 900], tags=tags if start == 0 else []
             )
-        if not metrics and tags:
-            self.client.log_batch(run_id, tags=tags)
-        self.client.set_terminated(run_id, status="FAILED" if fail_reason else "FINISHED")
+        self.client.set_terminated(run, status="FAILED" if o.failed else "FINISHED")
 
-    def mark_killed(self, run_id: str) -> None:
-        """Close a trial run whose process died (found when a search resumes)."""
-        try:
-            if self.client.get_run(run_id).info.status == "RUNNING":
-                self.client.set_terminated(run_id, status="KILLED")
-        except Exception:
-            pass
+    def trials_abandoned(self, event: TrialsAbandoned) -> None:
+        for trial in event.trials:
+            run = trial.user_attrs.get(records.MLFLOW_RUN)
+            if run:
+                self._close_if_running(str(run), "KILLED")
 
-    def log_artifact(self, run_id: str, path: Path) -> None:
-        self.client.log_artifact(run_id, str(path))
+    def stage_finished(self, event: StageFinished) -> None:
+        run = self._stage_runs.pop(event.spec.name, "")
+        if run:
+            self._end(run, {"best_search_loss": event.best}, event.finished)
 
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        for key, value in tags.items():
-            self.client.set_tag(run_id, key, _param_value(value))
+    def final_tested(self, event: FinalTested) -> None:
+        run = event.trial.user_attrs.get(records.MLFLOW_RUN)
+        if run:
+            self.client.log_batch(
+                str(run), metrics=self._metrics({"final_test_acc": event.test_acc})
+            )
+
+    def search_finished(self, event: SearchFinished) -> None:
+        for run in self._open_trials.values():  # a trial the search stopped in
+            self._close_if_running(run, "FAILED")
+        self._open_trials.clear()
+        if not self.search_run:
+            return
+        if event.results is not None and event.finished:
+            self.client.log_artifact(self.search_run, str(event.results))
+        best = {"best_search_loss": event.best[0].loss} if event.best else {}
+        self._end(self.search_run, best, event.finished)
 
     # -- helpers ------------------------------------------------------------------------------
-    def _log_params(self, run_id: str, params: Mapping[str, Any]) -> None:
+    def _create(self, name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
         from mlflow.entities import Param
 
+        run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags))
+        run_id = str(run.info.run_id)
         items = [Param(k, _param_value(v)) for k, v in params.items()]
         for start in range(0, len(items), 90):  # MLflow's batch limit for params is 100
             self.client.log_batch(run_id, params=items[start : start + 90])
+        return run_id
+
+    def _reopen(self, run_id: str | None) -> str | None:
+        """Mark a resumed search's (or stage's) run running again; ``None`` when it is not in
+        this store (another tracking URI)."""
+        if not run_id:
+            return None
+        try:
+            self.client.update_run(run_id, status="RUNNING")
+        except Exception:
+            return None
+        return run_id
+
+    def _end(self, run_id: str, metrics: Mapping[str, float | None], finished: bool) -> None:
+        self.client.log_batch(run_id, metrics=self._metrics(metrics))
+        self.client.set_terminated(run_id, status="FINISHED" if finished else "FAILED")
+
+    def _close_if_running(self, run_id: str, status: str) -> None:
+        try:
+            if self.client.get_run(run_id).info.status == "RUNNING":
+                self.client.set_terminated(run_id, status=status)
+        except Exception:
+            pass
 
     @staticmethod
-    def _metrics(values: Mapping[str, float]) -> list[Any]:
+    def _metrics(values: Mapping[str, float | None]) -> list[Any]:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        return [Metric(k, v, now, 0) for k, v in _finite(values).items()]
+        return [Metric(k, v, now, 0) for k, v in _finite(values).items()]  # type: ignore[arg-type]
 
 
-class NullTracker(Tracker):
-    """Tracking switched off (``tracking.uri=null``)."""
+def search_run_id(study: Any) -> str | None:
+    """The MLflow run id of the search a study belongs to (kept on its first stage's study)."""
+    value = study.user_attrs.get(records.MLFLOW_SEARCH_RUN)
+    return str(value) if value else None
 
-    def __init__(self) -> None:  # noqa: D107 - nothing to open
-        self.uri = ""
 
-    def start_search(self, name: str, params: Mapping[str, Any], run_id: str | None = None) -> str:
-        return ""
-
-    def end_run(self, run_id: str, metrics: Mapping[str, float], status: str = "FINISHED") -> None:
-        return None
-
-    def start_stage(self, search_run: str, **kwargs: Any) -> str:  # type: ignore[override]
-        return ""
-
-    def start_trial(self, parent_id: str, **kwargs: Any) -> str:  # type: ignore[override]
-        return ""
-
-    def log_metrics(self, run_id: str, metrics: Mapping[str, float]) -> None:
-        return None
-
-    def end_trial(self, run_id: str, **kwargs: Any) -> None:  # type: ignore[override]
-        return None
-
-    def mark_killed(self, run_id: str) -> None:
-        return None
-
-    def log_artifact(self, run_id: str, path: Path) -> None:
-        return None
-
-    def set_tags(self, run_id: str, tags: Mapping[str, Any]) -> None:
-        return None
+__all__ = ["MlflowTracker", "search_run_id"]

@@ -1,5 +1,6 @@
-"""Training on in-memory tensors, and the datasets that provide them."""
+"""Training on in-memory tensors (``trainer``, ``settings``), the built-in datasets
+(``datasets``, ``morse``), on-device augmentation and the activation table.
 
-from dnc.train.trainer import TrainerSettings, TrainResult, TrialDiverged, count_params, train
-
-__all__ = ["TrainResult", "TrainerSettings", "TrialDiverged", "count_params", "train"]
+Import the modules themselves (``from dnc.train.trainer import train``): this package imports
+nothing, so the light ones (``settings``, ``datasets``) load without torch.
+"""

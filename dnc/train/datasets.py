@@ -10,11 +10,14 @@ from __future__ import annotations
 import gzip
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from dnc.plugins import Dataset, TensorData, UserError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def _check_split(val_split: float) -> float:
@@ -51,6 +54,8 @@ def to_tensor_data(
     labels = np.concatenate([ytr, yva, yte])
     if labels.min() < 0:
         raise UserError(f"dataset {name}: labels must be non-negative class indices")
+
+    import torch
 
     def f(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
@@ -98,9 +103,12 @@ class Npz(Dataset):
         self.path = Path(path).expanduser()
         self.val_split = _check_split(val_split)
 
-    def load(self, seed: int) -> TensorData:
+    def check(self) -> None:
         if not self.path.is_file():
             raise UserError(f"dataset.path={str(self.path)!r}: no such file")
+
+    def load(self, seed: int) -> TensorData:
+        self.check()
         try:
             with np.load(self.path, allow_pickle=False) as f:
                 arrays = {k: f[k] for k in f.files}
@@ -279,6 +287,10 @@ class TorchvisionFolder(Dataset):
                 f"{self.name}: files in {folder} are damaged ({err!r}); fetch them again"
             ) from err
         return xtr, ytr, xte, yte
+
+    def check(self) -> None:
+        if not self.download and not self.folder.is_dir():
+            raise self._missing(self.folder)
 
     def load(self, seed: int) -> TensorData:
         if self.download and not self.folder.is_dir():

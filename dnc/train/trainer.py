@@ -23,62 +23,7 @@ from torch import nn
 
 from dnc.plugins import TensorData, UserError
 from dnc.train.augment import get_augment
-
-PRECISIONS = ("auto", "fp32", "bf16")
-
-
-class TrialDiverged(Exception):
-    """Training produced a NaN or infinite loss."""
-
-
-@dataclass(frozen=True)
-class TrainerSettings:
-    """How every candidate is trained.
-
-    ``lr_cuts``: fractions of ``epochs`` after which the learning rate is multiplied by
-    ``lr_cut_factor`` (the paper: 0.2 at 50% and 75%). ``patience``: stop after this many
-    epochs without a better validation accuracy (0: never stop early).
-    ``augment``: a name in ``dnc.train.augment.AUGMENTATIONS`` (``none``, ``flip``, ``crop``,
-    ``flip_crop``; all but ``none`` need image data). ``precision``: ``auto`` (bf16 autocast for
-    image models on CUDA, else fp32), ``fp32``, or ``bf16`` (autocast on any device).
-    ``compile``: train the ``torch.compile``d model (compiling happens in the first epoch,
-    which ``t_epoch`` leaves out).
-
-    Example:
-        >>> TrainerSettings(epochs=100, augment="flip_crop", device="cpu").augment
-        'flip_crop'
-    """
-
-    epochs: int = 15
-    patience: int = 0
-    device: str = "auto"
-    lr_cuts: tuple[float, ...] = (0.5, 0.75)
-    lr_cut_factor: float = 0.2
-    eval_batch_size: int = 2048
-    augment: str = "none"
-    precision: str = "auto"
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise UserError(f"trainer.epochs={self.epochs}: must be at least 1")
-        if self.patience < 0:
-            raise UserError(f"trainer.patience={self.patience}: must be >= 0 (0 disables it)")
-        if not all(0 < c < 1 for c in self.lr_cuts):
-            raise UserError(f"trainer.lr_cuts={list(self.lr_cuts)}: fractions must lie in (0, 1)")
-        if self.eval_batch_size < 1:
-            raise UserError("trainer.eval_batch_size must be at least 1")
-        get_augment(self.augment)  # UserError naming the choices when unknown
-        if self.precision not in PRECISIONS:
-            raise UserError(
-                f"trainer.precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}"
-            )
-        if not isinstance(self.compile, bool):
-            raise UserError(f"trainer.compile={self.compile!r}: use true or false")
-        resolve_device(self.device)
-
-    def torch_device(self) -> torch.device:
-        return resolve_device(self.device)
+from dnc.train.settings import TrainerSettings, TrialDiverged
 
 
 @dataclass
@@ -91,20 +36,6 @@ class TrainResult:
     epochs_run: int
     train_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise UserError(
-            f"trainer.device={name!r} is not a device (use auto, cpu, cuda, cuda:N)"
-        ) from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"trainer.device={name!r} but CUDA is not available here; use auto or cpu")
-    return device
 
 
 def count_params(model: nn.Module) -> int:

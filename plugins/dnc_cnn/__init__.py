@@ -1,13 +1,31 @@
 """The CNN search space of Deep-n-Cheap, shipped as a plugin (``search_space=cnn``).
 
 Kept import-light: Hydra imports this package to read ``conf/``; the space lives in
-``dnc_cnn.space``, the network in ``dnc_cnn.network``, kernel sparsity in ``dnc_cnn.sparse``.
+``dnc_cnn.space``, its settings groups in ``dnc_cnn.settings``, the network in
+``dnc_cnn.network``, kernel sparsity in ``dnc_cnn.sparse``.
 """
 
-__all__ = ["CNNSpace", "ConvNet", "ConvPlan", "KernelSparseConv2d", "kernel_mask"]
+__all__ = [
+    "CNNArch",
+    "CNNCore",
+    "CNNSpace",
+    "ConvNet",
+    "ConvPlan",
+    "KernelSparseConv2d",
+    "KernelSparsity",
+    "kernel_mask",
+]
 
-_WHERE = {"CNNSpace": "space", "ConvNet": "network", "ConvPlan": "network",
-          "KernelSparseConv2d": "sparse", "kernel_mask": "sparse"}
+_WHERE = {
+    "CNNSpace": "space",
+    "CNNCore": "settings",
+    "CNNArch": "settings",
+    "KernelSparsity": "settings",
+    "ConvNet": "network",
+    "ConvPlan": "network",
+    "KernelSparseConv2d": "sparse",
+    "kernel_mask": "sparse",
+}
 
 
 def __getattr__(name: str):  # lazy, so discovery never imports torch

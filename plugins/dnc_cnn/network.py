@@ -132,8 +132,14 @@ class ConvNet(nn.Module):
             bias = not plan.bn[i]  # a bias before batch-norm is redundant
             if i > 0 and plan.kernel_taps != 9:
                 conv: nn.Module = KernelSparseConv2d(
-                    c_in, c, taps=plan.kernel_taps, dense_every=plan.kernel_dense_every,
-                    stride=plan.stride[i], padding=1, bias=bias)
+                    c_in,
+                    c,
+                    taps=plan.kernel_taps,
+                    dense_every=plan.kernel_dense_every,
+                    stride=plan.stride[i],
+                    padding=1,
+                    bias=bias,
+                )
             else:
                 conv = nn.Conv2d(c_in, c, 3, stride=plan.stride[i], padding=1, bias=bias)
             convs.append(conv)
@@ -152,8 +158,7 @@ class ConvNet(nn.Module):
         down = plan.downsamples
         self._save_before = frozenset(s + 1 for s in plan.shortcuts)
         self._join: dict[int, tuple[int, int]] = {
-            s + 2: (int(down[s + 1]) + int(down[s + 2]),
-                    plan.channels[s + 2] - plan.channels[s])
+            s + 2: (int(down[s + 1]) + int(down[s + 2]), plan.channels[s + 2] - plan.channels[s])
             for s in plan.shortcuts
         }
 

@@ -89,8 +89,17 @@ class KernelSparseConv2d(nn.Conv2d):
 
     mask: torch.Tensor
 
-    def __init__(self, in_channels: int, out_channels: int, *, taps: int, dense_every: int = 0,
-                 stride: int = 1, padding: int = 1, bias: bool = True) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        taps: int,
+        dense_every: int = 0,
+        stride: int = 1,
+        padding: int = 1,
+        bias: bool = True,
+    ) -> None:
         super().__init__(in_channels, out_channels, 3, stride=stride, padding=padding, bias=bias)
         mask = kernel_mask(out_channels, in_channels, taps, dense_every)
         self.register_buffer("mask", mask.to(self.weight.dtype))
@@ -100,8 +109,15 @@ class KernelSparseConv2d(nn.Conv2d):
         self.dense_every = dense_every
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding,
-                        self.dilation, self.groups)
+        return F.conv2d(
+            x,
+            self.weight * self.mask,
+            self.bias,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
 
     def nonzero_weights(self) -> int:
         """How many weights may be nonzero (the mask's ones)."""

@@ -8,11 +8,10 @@ from typing import Any
 
 from torch import nn
 
-from dnc.plugins import CostEvaluator, DataSpec, UserError
+from dnc.plugins import CostEvaluator, DataSpec, UserError, parse_normaliser
 from dnc_hwcost.model import EnergyModel, HardwareEstimate, estimate, z_for
 
-METRICS = ("clocks_per_sample", "memory_bits", "energy", "multipliers", "adders",
-           "latency_clocks")
+METRICS = ("clocks_per_sample", "memory_bits", "energy", "multipliers", "adders", "latency_clocks")
 
 
 def network_layout(
@@ -35,14 +34,18 @@ def network_layout(
     degrees: list[int] = []
     for module in model.modules():
         if isinstance(module, nn.modules.conv._ConvNd):
-            raise UserError("cost=hardware models MLPs of linear junctions; this model has "
-                            "convolutions (use cost=t_epoch, numparams or flops)")
+            raise UserError(
+                "cost=hardware models MLPs of linear junctions; this model has "
+                "convolutions (use cost=t_epoch, numparams or flops)"
+            )
         n_in, n_out = getattr(module, "in_features", None), getattr(module, "out_features", None)
         if not isinstance(n_in, int) or not isinstance(n_out, int):
             continue
         if sizes and sizes[-1] != n_in:
-            raise UserError(f"cost=hardware: linear layers do not chain ({sizes[-1]} outputs "
-                            f"feed {n_in} inputs)")
+            raise UserError(
+                f"cost=hardware: linear layers do not chain ({sizes[-1]} outputs "
+                f"feed {n_in} inputs)"
+            )
         nnz = getattr(module, "nnz", n_in * n_out)
         if not sizes:
             sizes.append(n_in)
@@ -110,7 +113,7 @@ class HardwareCost(CostEvaluator):
         self.f_clk, self.proctime, self.training = float(f_clk), int(proctime), bool(training)
         self.infeasible_penalty = float(infeasible_penalty)
         self.energy = EnergyModel(float(e_mac), float(e_bit), float(e_leak))
-        self.bar = _normaliser(normaliser)
+        self.bar = parse_normaliser(normaliser, "cost.normaliser")
 
     @property
     def needs_calibration(self) -> bool:
@@ -123,17 +126,28 @@ class HardwareCost(CostEvaluator):
     def estimate_layout(self, layers: list[int], d_out: list[int]) -> HardwareEstimate:
         """The hardware estimate of a network with these sizes and out-degrees."""
         z, _ = z_for(layers, d_out, target_c=self.target_c, z1=self.z1)
-        return estimate(layers, d_out, z, self.bits, input_bits=self.input_bits, f_clk=self.f_clk,
-                        proctime=self.proctime, training=self.training, energy=self.energy)
+        return estimate(
+            layers,
+            d_out,
+            z,
+            self.bits,
+            input_bits=self.input_bits,
+            f_clk=self.f_clk,
+            proctime=self.proctime,
+            training=self.training,
+            energy=self.energy,
+        )
 
     def measure(
         self, model: nn.Module, candidate: Mapping[str, Any], data: DataSpec
     ) -> dict[str, float]:
         layers, d_out = network_layout(model, candidate)
         if layers[0] != math.prod(data.input_shape) or layers[-1] != data.num_classes:
-            raise UserError(f"cost=hardware: the network maps {layers[0]} -> {layers[-1]} but the "
-                            f"data has {math.prod(data.input_shape)} inputs and "
-                            f"{data.num_classes} classes")
+            raise UserError(
+                f"cost=hardware: the network maps {layers[0]} -> {layers[-1]} but the "
+                f"data has {math.prod(data.input_shape)} inputs and "
+                f"{data.num_classes} classes"
+            )
         return self.estimate_layout(layers, d_out).figures()
 
     def calibrate(self, figures: Mapping[str, float]) -> None:
@@ -142,9 +156,11 @@ class HardwareCost(CostEvaluator):
         if self.bar is not None:
             return
         if self.figure not in figures:
-            raise UserError(f"cost=hardware: normaliser=auto needs the reference network's "
-                            f"{self.figure}, which the caller did not measure; set "
-                            f"cost.normaliser to a number")
+            raise UserError(
+                f"cost=hardware: normaliser=auto needs the reference network's "
+                f"{self.figure}, which the caller did not measure; set "
+                f"cost.normaliser to a number"
+            )
         value = float(figures[self.figure])
         self.bar = value if value > 0 else 1.0
 
@@ -156,24 +172,21 @@ class HardwareCost(CostEvaluator):
         return float(figures[self.figure]) / self.bar
 
     def settings(self) -> dict[str, Any]:
-        return {"metric": self.metric, "target_c": self.target_c, "z1": self.z1,
-                "bits": self.bits, "input_bits": self.input_bits, "f_clk": self.f_clk,
-                "proctime": self.proctime, "training": self.training,
-                "normaliser": self.bar if self.bar is not None else "auto",
-                "infeasible_penalty": self.infeasible_penalty, "e_mac": self.energy.e_mac,
-                "e_bit": self.energy.e_bit, "e_leak": self.energy.e_leak}
-
-
-def _normaliser(value: float | str) -> float | None:
-    if value == "auto":
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as err:
-        raise UserError(f"cost.normaliser={value!r}: give a positive number or auto") from err
-    if not number > 0 or math.isinf(number):
-        raise UserError(f"cost.normaliser={value!r}: must be a finite positive number (or auto)")
-    return number
+        return {
+            "metric": self.metric,
+            "target_c": self.target_c,
+            "z1": self.z1,
+            "bits": self.bits,
+            "input_bits": self.input_bits,
+            "f_clk": self.f_clk,
+            "proctime": self.proctime,
+            "training": self.training,
+            "normaliser": self.bar if self.bar is not None else "auto",
+            "infeasible_penalty": self.infeasible_penalty,
+            "e_mac": self.energy.e_mac,
+            "e_bit": self.energy.e_bit,
+            "e_leak": self.energy.e_leak,
+        }
 
 
 __all__ = ["METRICS", "HardwareCost", "network_layout"]

@@ -5,14 +5,18 @@ dnc plugin: ``search_space=sparse_mlp``.
   (``random``, ``basic``, ``clash_free``) as a bool ``n_right x n_left`` tensor.
 - ``SparseLinear``: a linear layer whose zeros stay zero, computed densely or with CSR kernels,
   whichever is faster for its size and density.
-- ``SparseMLP``, ``SparseMLPSpace``: the network and the search space.
+- ``SparseMLP``, ``SparseMLPSpace``: the network and the search space; ``SparseMLPCore``,
+  ``JunctionSparsity``, ``SparseMLPArch``: the space's settings groups.
 
 Kept import-light: Hydra imports this package to read ``conf/``; names load on first use.
 """
 
 __all__ = [
+    "JunctionSparsity",
     "SparseLinear",
     "SparseMLP",
+    "SparseMLPArch",
+    "SparseMLPCore",
     "SparseMLPSpace",
     "adjacency",
     "clash_free_schedule",
@@ -20,9 +24,18 @@ __all__ = [
     "nearest_out_degree",
 ]
 
-_WHERE = {"SparseLinear": "layer", "SparseMLP": "network", "SparseMLPSpace": "space",
-          "adjacency": "patterns", "clash_free_schedule": "patterns",
-          "feasible_out_degrees": "patterns", "nearest_out_degree": "patterns"}
+_WHERE = {
+    "SparseLinear": "layer",
+    "SparseMLP": "network",
+    "SparseMLPSpace": "space",
+    "SparseMLPCore": "settings",
+    "JunctionSparsity": "settings",
+    "SparseMLPArch": "settings",
+    "adjacency": "patterns",
+    "clash_free_schedule": "patterns",
+    "feasible_out_degrees": "patterns",
+    "nearest_out_degree": "patterns",
+}
 
 
 def __getattr__(name: str):  # lazy, so discovery never imports torch

@@ -88,8 +88,9 @@ class _SparseLinearFn(torch.autograd.Function):
     """``y = x W^T + b`` with ``W`` in CSR; see the module docstring for the three products."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, values: Tensor, bias: Tensor | None,
-                layer: SparseLinear) -> Tensor:
+    def forward(
+        ctx: Any, x: Tensor, values: Tensor, bias: Tensor | None, layer: SparseLinear
+    ) -> Tensor:
         xt = x.t().contiguous()  # n_in x B; free when x is the transposed output of a sparse layer
         w = _csr(layer.crow, layer.col, values, (layer.out_features, layer.in_features))
         yt = torch.sparse.mm(w, xt)  # n_out x B
@@ -108,8 +109,12 @@ class _SparseLinearFn(torch.autograd.Function):
         gt = grad.t().contiguous()  # n_out x B
         gx = gv = gb = None
         if ctx.needs_input_grad[0]:
-            wt = _csr(layer.crow_t, layer.col_t, values[layer.perm_t],
-                      (layer.in_features, layer.out_features))
+            wt = _csr(
+                layer.crow_t,
+                layer.col_t,
+                values[layer.perm_t],
+                (layer.in_features, layer.out_features),
+            )
             gx = torch.sparse.mm(wt, gt).t()
         if ctx.needs_input_grad[1]:
             pattern = _csr(layer.crow, layer.col, values, (layer.out_features, layer.in_features))
@@ -202,8 +207,9 @@ class SparseLinear(nn.Module):
     def _structure(self) -> None:
         """Derived index tensors (not saved: rebuilt from ``crow``/``col``)."""
         n_out, n_in = self.out_features, self.in_features
-        rows = torch.repeat_interleave(torch.arange(n_out, device=self.crow.device),
-                                       self.crow.diff())
+        rows = torch.repeat_interleave(
+            torch.arange(n_out, device=self.crow.device), self.crow.diff()
+        )
         cols = self.col
         # W^T in CSR: edges sorted by (col, row); perm_t maps them to positions in `values`.
         perm_t = torch.argsort(cols * n_out + rows)
@@ -230,24 +236,27 @@ class SparseLinear(nn.Module):
         if self.path == "sparse":
             self.values = nn.Parameter(values.detach().clone())
             return
-        weight = torch.zeros(self.out_features * self.in_features, device=values.device,
-                             dtype=values.dtype)
+        weight = torch.zeros(
+            self.out_features * self.in_features, device=values.device, dtype=values.dtype
+        )
         weight[self.flat_index] = values.detach()
         self.weight = nn.Parameter(weight.view(self.out_features, self.in_features))
         if self.path == "masked":
             self.register_buffer("mask_f", self._mask_float(), persistent=False)
 
     def _mask_float(self) -> Tensor:
-        m = torch.zeros(self.out_features * self.in_features, device=self.col.device,
-                        dtype=self.weight.dtype)
+        m = torch.zeros(
+            self.out_features * self.in_features, device=self.col.device, dtype=self.weight.dtype
+        )
         m[self.flat_index] = 1.0
         return m.view(self.out_features, self.in_features)
 
     def _convert_state(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         """Load a state saved on another path (``values`` <-> ``weight``)."""
         col = state_dict.get(prefix + "col")
-        if col is not None and (col.shape != self.col.shape or not torch.equal(col.cpu(),
-                                                                               self.col.cpu())):
+        if col is not None and (
+            col.shape != self.col.shape or not torch.equal(col.cpu(), self.col.cpu())
+        ):
             # another pattern: adopt it, with placeholder weights the loader then overwrites
             self.col = col.clone().to(self.col.device)
             self.crow = state_dict[prefix + "crow"].clone().to(self.crow.device)
@@ -279,8 +288,9 @@ class SparseLinear(nn.Module):
     @property
     def mask(self) -> Tensor:
         """The bool ``n_out x n_in`` connection pattern."""
-        m = torch.zeros(self.out_features * self.in_features, dtype=torch.bool,
-                        device=self.col.device)
+        m = torch.zeros(
+            self.out_features * self.in_features, dtype=torch.bool, device=self.col.device
+        )
         m[self.flat_index] = True
         return m.view(self.out_features, self.in_features)
 
@@ -294,8 +304,9 @@ class SparseLinear(nn.Module):
         """The ``n_out x n_in`` weight, zeros off the mask (detached)."""
         if self.path != "sparse":
             return self.weight.detach()
-        w = torch.zeros(self.out_features * self.in_features, device=self.values.device,
-                        dtype=self.values.dtype)
+        w = torch.zeros(
+            self.out_features * self.in_features, device=self.values.device, dtype=self.values.dtype
+        )
         w[self.flat_index] = self.values.detach()
         return w.view(self.out_features, self.in_features)
 
@@ -314,8 +325,10 @@ class SparseLinear(nn.Module):
         return _SparseLinearFn.apply(x, self.values, self.bias, self)
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"density={self.density:.4g}, path={self.path}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"density={self.density:.4g}, path={self.path}"
+        )
 
 
 def _check_path(path: str) -> None:

@@ -57,9 +57,7 @@ def feasible_out_degrees(n_left: int, n_right: int) -> list[int]:
     return out
 
 
-def nearest_out_degree(
-    n_left: int, n_right: int, density: float, *, at_least: float = 0.0
-) -> int:
+def nearest_out_degree(n_left: int, n_right: int, density: float, *, at_least: float = 0.0) -> int:
     """The feasible ``d_out`` whose density ``d_out / n_right`` is nearest to ``density`` on a
     log scale (ties: the denser), among those with density ``>= at_least``.
 
@@ -79,8 +77,7 @@ def _check_sizes(n_left: int, n_right: int) -> None:
         raise UserError(f"junction {n_left} -> {n_right}: neuron counts must be positive integers")
 
 
-def _check(kind: str, n_left: int, n_right: int, d_out: int, z: int | None,
-           cf_type: int) -> int:
+def _check(kind: str, n_left: int, n_right: int, d_out: int, z: int | None, cf_type: int) -> int:
     """Validate a junction; return its integer ``d_in`` (0 for ``random``)."""
     if kind not in KINDS:
         raise UserError(f"sparse pattern kind {kind!r}: choose one of {', '.join(KINDS)}")
@@ -101,8 +98,9 @@ def _check(kind: str, n_left: int, n_right: int, d_out: int, z: int | None,
         if cf_type not in CLASH_FREE_TYPES:
             raise UserError(f"clash-free type {cf_type}: choose 1, 2 or 3")
         if z is None or int(z) != z or z < 1:
-            raise UserError(f"{where}: clash_free needs z (memory banks), a positive integer; "
-                            f"got {z}")
+            raise UserError(
+                f"{where}: clash_free needs z (memory banks), a positive integer; got {z}"
+            )
         if n_left % z:
             raise UserError(f"{where}: z={z} banks must divide n_left={n_left}")
         if n_left % d_in:
@@ -114,8 +112,14 @@ def _check(kind: str, n_left: int, n_right: int, d_out: int, z: int | None,
 
 
 def clash_free_schedule(
-    n_left: int, n_right: int, d_out: int, z: int, seed: int = 0, *,
-    cf_type: int = 1, dither: bool = False,
+    n_left: int,
+    n_right: int,
+    d_out: int,
+    z: int,
+    seed: int = 0,
+    *,
+    cf_type: int = 1,
+    dither: bool = False,
 ) -> torch.Tensor:
     """The left neuron read at every edge slot of a clash-free junction: ``n_left d_out`` int64.
 

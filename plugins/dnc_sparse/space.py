@@ -5,6 +5,11 @@ training hyperparameters) whose junctions are sparse: junction ``i`` (``N_{i-1}`
 ``N_i`` right neurons) gets a searched density ``density_i``, realised as the feasible
 out-degree ``d_out_i`` nearest to it on a log scale (``d_in_i = N_{i-1} d_out_i / N_i`` an
 integer dividing ``N_{i-1}``), and the connection ``pattern`` (clash-free, basic, random).
+
+The space's settings come in groups (``dnc_sparse.settings``): ``core`` (``SparseMLPCore``),
+``sparsity`` (``JunctionSparsity``), ``arch`` (``SparseMLPArch``) and ``training``
+(``dnc.plugins.TrainingBounds``); on the command line, e.g.
+``search_space.sparsity.nondecreasing=true``.
 """
 
 from __future__ import annotations
@@ -17,37 +22,50 @@ from typing import Any
 from dnc_mlp.space import MLPSpace
 from torch import nn
 
-from dnc.plugins import Candidate, DataSpec, Suggest, TrainingBounds, UserError, suggest_training
+from dnc.plugins import (
+    Candidate,
+    DataSpec,
+    Suggest,
+    TrainingBounds,
+    UserError,
+    settings_from,
+    suggest_training,
+)
 from dnc.train.activations import ACTIVATIONS
 from dnc_sparse.network import SparseMLP
-from dnc_sparse.patterns import CLASH_FREE_TYPES, KINDS, nearest_out_degree
+from dnc_sparse.patterns import nearest_out_degree
+from dnc_sparse.settings import L2_BY_DENSITY, JunctionSparsity, SparseMLPArch, SparseMLPCore
 
-# DESIGN §7 (MNIST, 2 junctions): L2 1.1e-4 at 100% density, 5.5e-5 at 40%, 0 at 11%. As
-# fractions of the dense default, interpolated linearly in the network density rho_net.
-L2_BY_DENSITY = ((0.11, 0.0), (0.4, 0.5), (1.0, 1.0))
+SPARSE_TRAINING = TrainingBounds(default_weight_decay=1.1e-4)
+"""The training bounds when none are given: the dense default weight decay of DESIGN §7."""
 
 
 class SparseMLPSpace(MLPSpace):
     """MLPs with pre-defined sparse junctions.
 
-    Parameters (group): ``num_hidden_layers``, ``hidden_{i}`` (core; widths from ``widths``, a
-    set of multiples so that sparse out-degrees exist), ``density_{j}`` for every junction
-    ``j = 0 .. num_hidden_layers`` (core; log-uniform in ``density``; with
-    ``nondecreasing=True`` each junction's lower bound is the previous one's density: the
-    research's guideline that later junctions want higher density), ``pattern``, ``activation``,
-    ``dropout`` (arch), ``lr``, ``weight_decay``, ``batch_size`` (train).
+    Parameters (group): ``num_hidden_layers``, ``hidden_{i}`` (core; widths from
+    ``core.widths``, a set of multiples so that sparse out-degrees exist), ``density_{j}`` for
+    every junction ``j = 0 .. num_hidden_layers`` (core; log-uniform in ``sparsity.density``;
+    with ``sparsity.nondecreasing`` each junction's lower bound is the previous one's density:
+    the research's guideline that later junctions want higher density), ``pattern``,
+    ``activation``, ``dropout`` (arch), ``lr``, ``weight_decay``, ``batch_size`` (train).
+
+    Each settings group is a config mapping, an instance of its dataclass, or ``None`` (its
+    defaults; ``training``: ``SPARSE_TRAINING``); an unknown key is a ``UserError`` naming it
+    and the valid ones.
 
     ``d_out_j = argmin over feasible d of |log(d / N_j) - log(density_j)|``. When the space
-    knows the data's ``input_size`` and ``num_classes`` the candidate also carries the realised
-    ``d_out_{j}``; otherwise they are realised when the network is built.
+    knows the data's ``core.input_size`` and ``core.num_classes`` the candidate also carries the
+    realised ``d_out_{j}``; otherwise they are realised when the network is built.
 
     The weight decay default (used while the train group is held) follows the density:
-    ``default_weight_decay * f(rho_net)`` with ``f`` piecewise linear through ``l2_by_density``
-    (DESIGN §7: 1.1e-4 dense, 5.5e-5 at 40%, 0 at 11%); ``rho_net`` is the realised network
-    density when the sizes are known, else the mean of the junction densities.
+    ``default_weight_decay * f(rho_net)`` with ``f`` piecewise linear through
+    ``sparsity.l2_by_density`` (DESIGN §7: 1.1e-4 dense, 5.5e-5 at 40%, 0 at 11%); ``rho_net``
+    is the realised network density when the sizes are known, else the mean of the junction
+    densities.
 
     Example:
-        >>> space = SparseMLPSpace(input_size=64, num_classes=10)
+        >>> space = SparseMLPSpace(core=SparseMLPCore(input_size=64, num_classes=10))
         >>> cand = space.reference_candidate()
         >>> cand["hidden_0"], cand["density_0"], cand["d_out_0"], cand["d_out_1"]
         (128, 1.0, 128, 10)
@@ -59,137 +77,90 @@ class SparseMLPSpace(MLPSpace):
 
     def __init__(
         self,
-        hidden_layers: Sequence[int] = (0, 2),
-        widths: Sequence[int] = (32, 64, 128, 256, 512),
-        default_hidden_layers: int = 1,
-        default_hidden_nodes: int = 128,
-        density: Sequence[float] = (0.02, 1.0),
-        default_density: float = 1.0,
-        nondecreasing: bool = False,
-        patterns: Sequence[str] = KINDS,
-        pattern: str = "clash_free",
-        clash_free_type: int = 1,
-        dither: bool = False,
-        target_c: int | None = None,
-        pattern_seed: int = 0,
-        input_size: int | None = None,
-        num_classes: int | None = None,
-        l2_by_density: Sequence[Sequence[float]] = L2_BY_DENSITY,
-        path: str = "auto",
-        activation: str = "relu",
-        activations: Sequence[str] = ("relu", "tanh", "sigmoid", "elu"),
-        dropout: float = 0.2,
-        dropouts: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5),
+        *,
+        core: SparseMLPCore | Mapping[str, Any] | None = None,
+        sparsity: JunctionSparsity | Mapping[str, Any] | None = None,
+        arch: SparseMLPArch | Mapping[str, Any] | None = None,
         training: TrainingBounds | Mapping[str, Any] | None = None,
     ) -> None:
-        self.widths_choices = tuple(int(w) for w in widths)
-        self.density = (float(density[0]), float(density[1]))
-        self.default_density = float(default_density)
-        self.nondecreasing = bool(nondecreasing)
-        self.patterns = tuple(patterns)
-        self.pattern = pattern
-        self.clash_free_type = int(clash_free_type)
-        self.dither = bool(dither)
-        self.target_c = None if target_c is None else int(target_c)
-        self.pattern_seed = int(pattern_seed)
-        self.input_size = None if input_size is None else int(input_size)
-        self.num_classes = None if num_classes is None else int(num_classes)
-        self.l2_by_density = tuple((float(a), float(b)) for a, b in l2_by_density)
-        self.path = path
-        if training is None:
-            training = TrainingBounds(default_weight_decay=1.1e-4)
-        if not self.widths_choices:
-            raise UserError("search_space.widths is empty: give at least one layer width")
+        self.core = settings_from(SparseMLPCore, core, "search_space.core")
+        self.sparsity = settings_from(JunctionSparsity, sparsity, "search_space.sparsity")
+        self.arch = settings_from(SparseMLPArch, arch, "search_space.arch")
+        c, a = self.core, self.arch
+        # MLPSpace's methods (check, the activation and dropout grids) read its flat attributes
         super().__init__(
-            hidden_layers=hidden_layers,
-            hidden_nodes=(min(self.widths_choices), max(self.widths_choices)),
-            default_hidden_layers=default_hidden_layers,
-            default_hidden_nodes=default_hidden_nodes,
-            activation=activation, activations=activations, dropout=dropout, dropouts=dropouts,
-            training=training,
+            hidden_layers=c.hidden_layers,
+            hidden_nodes=(min(c.widths), max(c.widths)),
+            default_hidden_layers=c.default_hidden_layers,
+            default_hidden_nodes=c.default_hidden_nodes,
+            activation=a.activation,
+            activations=a.activations,
+            dropout=a.dropout,
+            dropouts=a.dropouts,
+            training=SPARSE_TRAINING if training is None else training,
         )
-
-    # -- settings -------------------------------------------------------------------------------
-    def check(self) -> None:
-        super().check()
-        if any(w < 1 for w in self.widths_choices) or len(set(self.widths_choices)) != len(
-                self.widths_choices):
-            raise UserError(f"search_space.widths={list(self.widths_choices)}: give distinct "
-                            "positive integers")
-        if self.default_hidden_nodes not in self.widths_choices:
-            raise UserError(f"search_space.default_hidden_nodes={self.default_hidden_nodes} is "
-                            f"not one of widths={list(self.widths_choices)}")
-        lo, hi = self.density
-        if not 0 < lo <= hi <= 1:
-            raise UserError(f"search_space.density=[{lo}, {hi}] must satisfy 0 < low <= high <= 1")
-        if not lo <= self.default_density <= hi:
-            raise UserError(f"search_space.default_density={self.default_density} must lie in "
-                            f"density=[{lo}, {hi}]")
-        bad = [p for p in (self.pattern, *self.patterns) if p not in KINDS]
-        if bad or not self.patterns:
-            raise UserError(f"search_space.patterns: unknown pattern {bad[0] if bad else None!r}; "
-                            f"choose from {', '.join(KINDS)}")
-        if self.pattern not in self.patterns:
-            raise UserError(f"search_space.pattern={self.pattern!r} is not one of "
-                            f"patterns={list(self.patterns)}")
-        if self.clash_free_type not in CLASH_FREE_TYPES:
-            raise UserError(f"search_space.clash_free_type={self.clash_free_type}: choose 1, 2 "
-                            "or 3")
-        for key in ("input_size", "num_classes", "target_c"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise UserError(f"search_space.{key}={value}: must be a positive integer or null")
-        xs = [a for a, _ in self.l2_by_density]
-        if not xs or xs != sorted(xs) or not all(0 <= a <= 1 and f >= 0
-                                                 for a, f in self.l2_by_density):
-            raise UserError("search_space.l2_by_density: give [density, fraction] pairs with "
-                            "increasing densities in [0, 1] and fractions >= 0")
 
     # -- sampling -------------------------------------------------------------------------------
     def sample(self, suggest: Suggest) -> Candidate:
-        lo, hi = self.hidden_layers
-        n = suggest.int("num_hidden_layers", lo, hi, group="core",
-                        default=min(max(self.default_hidden_layers, lo), hi))
+        core, sp, a = self.core, self.sparsity, self.arch
+        lo, hi = core.hidden_layers
+        n = suggest.int(
+            "num_hidden_layers",
+            lo,
+            hi,
+            group="core",
+            default=min(max(core.default_hidden_layers, lo), hi),
+        )
         cand: Candidate = {"num_hidden_layers": n}
         for i in range(n):
             cand[f"hidden_{i}"] = suggest.categorical(
-                f"hidden_{i}", self.widths_choices, group="core", default=self.default_hidden_nodes
+                f"hidden_{i}", core.widths, group="core", default=core.default_hidden_nodes
             )
         sizes = self._sizes(self.widths(cand))
-        low, previous = self.density[0], 0.0
-        realised: list[float] = []
+        (low, high), previous = sp.density, 0.0
         for j in range(n + 1):
-            rho = suggest.float(f"density_{j}", low, self.density[1], group="core",
-                                default=min(max(self.default_density, low), self.density[1]),
-                                log=True)
+            rho = suggest.float(
+                f"density_{j}",
+                low,
+                high,
+                group="core",
+                default=min(max(sp.default_density, low), high),
+                log=True,
+            )
             cand[f"density_{j}"] = rho
             if sizes is not None:
-                d = nearest_out_degree(sizes[j], sizes[j + 1], rho,
-                                       at_least=previous if self.nondecreasing else 0.0)
+                d = nearest_out_degree(
+                    sizes[j], sizes[j + 1], rho, at_least=previous if sp.nondecreasing else 0.0
+                )
                 cand[f"d_out_{j}"] = d
                 previous = d / sizes[j + 1]
-                realised.append(previous)
-            if self.nondecreasing:
-                low = min(max(low, rho, previous), self.density[1])
-        cand["pattern"] = suggest.categorical("pattern", self.patterns, group="arch",
-                                              default=self.pattern)
-        cand["activation"] = suggest.categorical("activation", self.activations, group="arch",
-                                                 default=self.activation)
-        cand["dropout"] = suggest.categorical("dropout", self.dropouts, group="arch",
-                                              default=self.dropout)
-        rho_net = (_network_density(sizes, [cand[f"d_out_{j}"] for j in range(n + 1)])
-                   if sizes is not None else
-                   sum(cand[f"density_{j}"] for j in range(n + 1)) / (n + 1))
+            if sp.nondecreasing:
+                low = min(max(low, rho, previous), high)
+        cand["pattern"] = suggest.categorical(
+            "pattern", sp.patterns, group="arch", default=sp.pattern
+        )
+        cand["activation"] = suggest.categorical(
+            "activation", a.activations, group="arch", default=a.activation
+        )
+        cand["dropout"] = suggest.categorical(
+            "dropout", a.dropouts, group="arch", default=a.dropout
+        )
+        rho_net = (
+            _network_density(sizes, [cand[f"d_out_{j}"] for j in range(n + 1)])
+            if sizes is not None
+            else sum(cand[f"density_{j}"] for j in range(n + 1)) / (n + 1)
+        )
+        dense_l2 = self.training.default_weight_decay
         bounds = dataclasses.replace(
-            self.training,
-            default_weight_decay=self.default_l2(rho_net, self.training.default_weight_decay,
-                                                 self.l2_by_density))
+            self.training, default_weight_decay=self.default_l2(rho_net, dense_l2, sp.l2_by_density)
+        )
         cand.update(suggest_training(suggest, bounds))
         return cand
 
     @staticmethod
-    def default_l2(rho_net: float, dense_l2: float,
-                   anchors: Sequence[tuple[float, float]] = L2_BY_DENSITY) -> float:
+    def default_l2(
+        rho_net: float, dense_l2: float, anchors: Sequence[tuple[float, float]] = L2_BY_DENSITY
+    ) -> float:
         """``dense_l2 * f(rho_net)``, ``f`` piecewise linear through ``anchors`` (constant
         outside them)."""
         if rho_net <= anchors[0][0]:
@@ -200,20 +171,24 @@ class SparseMLPSpace(MLPSpace):
         return dense_l2 * anchors[-1][1]
 
     def _sizes(self, hidden: Sequence[int]) -> list[int] | None:
-        if self.input_size is None or self.num_classes is None:
+        if self.core.input_size is None or self.core.num_classes is None:
             return None
-        return [self.input_size, *hidden, self.num_classes]
+        return [self.core.input_size, *hidden, self.core.num_classes]
 
     # -- building -------------------------------------------------------------------------------
     def layout(self, candidate: Mapping[str, Any], data: DataSpec) -> tuple[list[int], list[int]]:
         """Layer sizes ``[N_0, ..., N_J]`` and out-degrees ``[d_out_1, ..., d_out_J]`` of
         ``candidate`` on ``data``."""
-        n_in = math.prod(data.input_shape)
-        for key, mine, theirs in (("input_size", self.input_size, n_in),
-                                  ("num_classes", self.num_classes, data.num_classes)):
+        n_in, core = math.prod(data.input_shape), self.core
+        for key, mine, theirs in (
+            ("input_size", core.input_size, n_in),
+            ("num_classes", core.num_classes, data.num_classes),
+        ):
             if mine is not None and mine != theirs:
-                raise UserError(f"search_space.{key}={mine} but the data has {theirs}; fix it "
-                                f"or set it to null")
+                raise UserError(
+                    f"search_space.core.{key}={mine} but the data has {theirs}; "
+                    "fix it or set it to null"
+                )
         sizes = [n_in, *self.widths(candidate), data.num_classes]
         d_out: list[int] = []
         previous = 0.0
@@ -221,30 +196,41 @@ class SparseMLPSpace(MLPSpace):
             if f"d_out_{j}" in candidate:
                 d = int(candidate[f"d_out_{j}"])
             else:
-                d = nearest_out_degree(sizes[j], sizes[j + 1], float(candidate[f"density_{j}"]),
-                                       at_least=previous if self.nondecreasing else 0.0)
+                d = nearest_out_degree(
+                    sizes[j],
+                    sizes[j + 1],
+                    float(candidate[f"density_{j}"]),
+                    at_least=previous if self.sparsity.nondecreasing else 0.0,
+                )
             d_out.append(d)
             previous = d / sizes[j + 1]
         return sizes, d_out
 
     def build(self, candidate: Mapping[str, Any], data: DataSpec) -> nn.Module:
         sizes, d_out = self.layout(candidate, data)
+        sp, a = self.sparsity, self.arch
         return SparseMLP(
-            sizes, d_out, kind=str(candidate.get("pattern", self.pattern)),
-            activation=ACTIVATIONS[candidate.get("activation", self.activation)],
-            dropout=float(candidate.get("dropout", self.dropout)), target_c=self.target_c,
-            cf_type=self.clash_free_type, dither=self.dither, seed=self.pattern_seed,
-            path=self.path,
+            sizes,
+            d_out,
+            kind=str(candidate.get("pattern", sp.pattern)),
+            activation=ACTIVATIONS[candidate.get("activation", a.activation)],
+            dropout=float(candidate.get("dropout", a.dropout)),
+            target_c=sp.target_c,
+            cf_type=sp.clash_free_type,
+            dither=sp.dither,
+            seed=sp.pattern_seed,
+            path=sp.path,
         )
 
     def describe(self, candidate: Mapping[str, Any]) -> str:
-        c = candidate
+        c, a = candidate, self.arch
         n = int(c["num_hidden_layers"])
         dens = ",".join(f"{float(c[f'density_{j}']):.2g}" for j in range(n + 1))
-        return (f"hidden {self.widths(c)} density [{dens}] {c.get('pattern', self.pattern)} "
-                f"{c.get('activation', self.activation)} "
-                f"drop {float(c.get('dropout', self.dropout)):g} lr {float(c['lr']):.2g} "
-                f"wd {float(c['weight_decay']):.2g} bs {int(c['batch_size'])}")
+        return (
+            f"hidden {self.widths(c)} density [{dens}] {c.get('pattern', self.sparsity.pattern)} "
+            f"{c.get('activation', a.activation)} drop {float(c.get('dropout', a.dropout)):g} "
+            f"lr {float(c['lr']):.2g} wd {float(c['weight_decay']):.2g} bs {int(c['batch_size'])}"
+        )
 
     # -- grid and kernel ------------------------------------------------------------------------
     def grid_substages(self) -> Sequence[str]:
@@ -252,7 +238,7 @@ class SparseMLPSpace(MLPSpace):
 
     def grid(self, substage: str, candidate: Mapping[str, Any]) -> list[Candidate]:
         if substage == "pattern":
-            return [{**candidate, "pattern": p} for p in self.patterns]
+            return [{**candidate, "pattern": p} for p in self.sparsity.patterns]
         return super().grid(substage, candidate)
 
     def kernel_features(self) -> Sequence[Any]:
@@ -261,15 +247,14 @@ class SparseMLPSpace(MLPSpace):
         hyperparameters."""
         from dnc.bo.features import Categorical, MLPHidden, Scalar
 
-        t = self.training
-        lo, hi = self.density
+        t, layers = self.training, self.core.hidden_layers
+        lo, hi = self.sparsity.density
         return (
-            MLPHidden(layers=self.hidden_layers, nodes=self.hidden_nodes),
-            *(Scalar(f"density_{j}", lo, hi, log=True) for j in range(self.hidden_layers[1] + 1)
-              if hi > lo),
-            Categorical("pattern", self.patterns),
-            Categorical("activation", self.activations),
-            Categorical("dropout", self.dropouts),
+            MLPHidden(layers=layers, nodes=self.hidden_nodes),
+            *(Scalar(f"density_{j}", lo, hi, log=True) for j in range(layers[1] + 1) if hi > lo),
+            Categorical("pattern", self.sparsity.patterns),
+            Categorical("activation", self.arch.activations),
+            Categorical("dropout", self.arch.dropouts),
             Scalar("lr", *t.lr, log=True),
             Scalar("weight_decay", *t.weight_decay, log=True, zero_at_lower=True),
             Scalar("batch_size", *t.batch_size),
@@ -281,4 +266,11 @@ def _network_density(sizes: Sequence[int], d_out: Sequence[int]) -> float:
     return edges / sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
-__all__ = ["L2_BY_DENSITY", "SparseMLPSpace"]
+__all__ = [
+    "L2_BY_DENSITY",
+    "SPARSE_TRAINING",
+    "JunctionSparsity",
+    "SparseMLPArch",
+    "SparseMLPCore",
+    "SparseMLPSpace",
+]

@@ -20,19 +20,22 @@ from dnc.bo import (
     RampKernel,
     doubling_bounds,
 )
+from dnc.bo import candidate_kernel as candidate_kernel_module
 from dnc.bo import kernels as kernels_module
 from dnc.bo.encoding import CandidateEncoder
 
 
-def ramp_formula(x1: float, x2: float, lower: float, upper: float, omega: float,
-                 root: float) -> float:
+def ramp_formula(
+    x1: float, x2: float, lower: float, upper: float, omega: float, root: float
+) -> float:
     """The paper's ramp kernel, written out."""
     d = omega * (abs(x1 - x2) / (upper - lower)) ** (1 / root)
     return math.exp(-(d**2) / 2)
 
 
-def dense(kernel: torch.nn.Module, x1: torch.Tensor,
-          x2: torch.Tensor | None = None) -> torch.Tensor:
+def dense(
+    kernel: torch.nn.Module, x1: torch.Tensor, x2: torch.Tensor | None = None
+) -> torch.Tensor:
     with torch.no_grad():
         return kernel(x1, x2).to_dense()
 
@@ -61,7 +64,8 @@ def test_ramp_kernel_matches_the_formula(root: int, omega: float) -> None:
 def test_ramp_kernel_at_the_full_span_is_exp_minus_omega_squared_over_2() -> None:
     k = RampKernel(-5, -1, omega=3.0, root=2)
     assert float(dense(k, torch.tensor([[-5.0]]), torch.tensor([[-1.0]]))) == pytest.approx(
-        math.exp(-4.5), rel=1e-6)
+        math.exp(-4.5), rel=1e-6
+    )
 
 
 def test_equal_bounds_give_distance_zero() -> None:
@@ -89,17 +93,32 @@ def _layerwise_data(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
 
 
 KERNELS = {
-    "ramp": (lambda **kw: RampKernel(0, 10, root=2, **kw),
-             lambda s, seed=0: 10 * torch.rand(s + (1,), generator=torch.Generator().manual_seed(
-                 seed), dtype=torch.float64)),
-    "categorical": (lambda **kw: CategoricalRampKernel(**kw),
-                    lambda s, seed=0: torch.randint(0, 3, s + (1,), generator=torch.Generator(
-                    ).manual_seed(seed)).double()),
-    "layerwise": (lambda **kw: LayerwiseRampKernel(doubling_bounds((16, 64), 512, 5), **kw),
-                  _layerwise_data),
-    "mlp_hidden": (lambda **kw: MLPHiddenKernel((0, 800), (0, 2), **kw),
-                   lambda s, seed=0: torch.rand(s + (2,), generator=torch.Generator().manual_seed(
-                       seed), dtype=torch.float64) * torch.tensor([800.0, 2.0]).double()),
+    "ramp": (
+        lambda **kw: RampKernel(0, 10, root=2, **kw),
+        lambda s, seed=0: (
+            10
+            * torch.rand(
+                s + (1,), generator=torch.Generator().manual_seed(seed), dtype=torch.float64
+            )
+        ),
+    ),
+    "categorical": (
+        lambda **kw: CategoricalRampKernel(**kw),
+        lambda s, seed=0: torch.randint(
+            0, 3, s + (1,), generator=torch.Generator().manual_seed(seed)
+        ).double(),
+    ),
+    "layerwise": (
+        lambda **kw: LayerwiseRampKernel(doubling_bounds((16, 64), 512, 5), **kw),
+        _layerwise_data,
+    ),
+    "mlp_hidden": (
+        lambda **kw: MLPHiddenKernel((0, 800), (0, 2), **kw),
+        lambda s, seed=0: (
+            torch.rand(s + (2,), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            * torch.tensor([800.0, 2.0]).double()
+        ),
+    ),
 }
 
 
@@ -148,13 +167,15 @@ def test_omega_gradient_matches_finite_differences(kernel_case) -> None:
     make, data = kernel_case
     for batch in ((), (2,)):
         k = make(batch_shape=torch.Size(batch)).double()
-        k.omega = torch.tensor([0.8, 2.3][: batch[0] if batch else 1],
-                               dtype=torch.float64).reshape(*batch, 1, 1)
+        k.omega = torch.tensor([0.8, 2.3][: batch[0] if batch else 1], dtype=torch.float64).reshape(
+            *batch, 1, 1
+        )
         x1, x2 = data(batch + (5,), seed=3), data(batch + (5,), seed=4)
         for diag in (False, True):
             out_shape = k.forward(x1, x2, diag=diag).shape
-            w = torch.rand(out_shape, generator=torch.Generator().manual_seed(5),
-                           dtype=torch.float64)
+            w = torch.rand(
+                out_shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64
+            )
 
             def f(k=k, x1=x1, x2=x2, diag=diag, w=w) -> torch.Tensor:
                 return (w * k.forward(x1, x2, diag=diag)).sum()
@@ -215,8 +236,9 @@ def layerwise_formula(a: list[float], b: list[float], omega: float, published: b
 
 
 def encode_widths(lists: list[list[float]], layers: int = 16) -> torch.Tensor:
-    return torch.tensor([[len(w), *w, *[16.0] * (layers - len(w))] for w in lists],
-                        dtype=torch.float64)
+    return torch.tensor(
+        [[len(w), *w, *[16.0] * (layers - len(w))] for w in lists], dtype=torch.float64
+    )
 
 
 def chain_widths(rng: random.Random, depth: int) -> list[float]:
@@ -260,13 +282,23 @@ def test_layerwise_examples_by_hand() -> None:
 
 # Found by minimising the smallest eigenvalue of the published formula over candidates of
 # 1-3 layers (widths as fractions of each layer's span): at omega = 0.3 it is not PSD.
-COUNTEREXAMPLE = [[0.0], [0.5], [1.0], [0.613, 0.0], [1.0, 1.0], [0.613, 1.0], [0.0, 1.0, 1.0],
-                  [1.0, 0.0, 0.0]]
+COUNTEREXAMPLE = [
+    [0.0],
+    [0.5],
+    [1.0],
+    [0.613, 0.0],
+    [1.0, 1.0],
+    [0.613, 1.0],
+    [0.0, 1.0, 1.0],
+    [1.0, 0.0, 0.0],
+]
 
 
 def test_published_layerwise_formula_is_not_psd_but_ours_is() -> None:
-    nets = [[BOUNDS[i][0] + f * (BOUNDS[i][1] - BOUNDS[i][0]) for i, f in enumerate(net)]
-            for net in COUNTEREXAMPLE]
+    nets = [
+        [BOUNDS[i][0] + f * (BOUNDS[i][1] - BOUNDS[i][0]) for i, f in enumerate(net)]
+        for net in COUNTEREXAMPLE
+    ]
     published = np.array([[layerwise_formula(a, b, 0.3, True) for b in nets] for a in nets])
     assert np.linalg.eigvalsh(published).min() < -5e-4
     k = LayerwiseRampKernel(BOUNDS, omega=0.3).double()
@@ -291,9 +323,12 @@ def test_mlp_hidden_kernel_is_the_mean_of_total_nodes_and_layer_count() -> None:
 
 def test_categorical_kernel_is_one_or_exp_minus_omega_squared_over_2() -> None:
     out = dense(CategoricalRampKernel(omega=2.0), torch.tensor([[0.0], [1.0], [0.0]]))
-    torch.testing.assert_close(out, torch.tensor([[1.0, math.exp(-2), 1.0],
-                                                  [math.exp(-2), 1.0, math.exp(-2)],
-                                                  [1.0, math.exp(-2), 1.0]]))
+    torch.testing.assert_close(
+        out,
+        torch.tensor(
+            [[1.0, math.exp(-2), 1.0], [math.exp(-2), 1.0, math.exp(-2)], [1.0, math.exp(-2), 1.0]]
+        ),
+    )
 
 
 def test_candidate_kernel_is_the_weighted_mean() -> None:
@@ -342,8 +377,9 @@ def test_cnn_gram_with_fitted_like_weights_is_psd() -> None:
     assert eig.min() >= -1e-6 * eig.max()
 
 
-def test_module_examples_run() -> None:
-    result = doctest.testmod(kernels_module, extraglobs={"torch": torch})
+@pytest.mark.parametrize("module", [kernels_module, candidate_kernel_module])
+def test_module_examples_run(module) -> None:
+    result = doctest.testmod(module, extraglobs={"torch": torch, "RampKernel": RampKernel})
     assert result.attempted > 0 and result.failed == 0
 
 
@@ -353,12 +389,16 @@ def test_candidate_kernel_in_a_fit_recomputes_its_distances_when_the_inputs_chan
     fresh values and gradients."""
 
     def kernel() -> CandidateKernel:
-        return CandidateKernel([RampKernel(32, 512, active_dims=(0,)),
-                                LayerwiseRampKernel([(16, 64), (16, 128)], active_dims=(1, 2, 3)),
-                                ]).double()
+        return CandidateKernel(
+            [
+                RampKernel(32, 512, active_dims=(0,)),
+                LayerwiseRampKernel([(16, 64), (16, 128)], active_dims=(1, 2, 3)),
+            ]
+        ).double()
 
-    x = torch.tensor([[200.0, 2, 32, 64], [100.0, 1, 16, 0], [500.0, 2, 60, 100]],
-                     dtype=torch.float64)
+    x = torch.tensor(
+        [[200.0, 2, 32, 64], [100.0, 1, 16, 0], [500.0, 2, 60, 100]], dtype=torch.float64
+    )
     k = kernel()
     first = k(x, x).to_dense()
     first.sum().backward()
@@ -408,8 +448,9 @@ def test_candidate_kernel_reuses_a_block_only_for_the_same_inputs_and_hyperparam
     share one instance); a change of inputs, weights or omega must give fresh values."""
 
     def kernel() -> CandidateKernel:
-        return CandidateKernel([RampKernel(32, 512, active_dims=(0,)),
-                                RampKernel(-5, -1, active_dims=(1,))]).double()
+        return CandidateKernel(
+            [RampKernel(32, 512, active_dims=(0,)), RampKernel(-5, -1, active_dims=(1,))]
+        ).double()
 
     x = torch.tensor([[200.0, -3.0], [100.0, -2.0], [500.0, -4.5]], dtype=torch.float64)
     k = kernel()

@@ -10,17 +10,19 @@ from typing import Any
 import optuna
 import pytest
 import torch
-from bo_spaces import ChainCNNSpace
+from bo_spaces import ChainCNNSpace, recorded_parts
 from dnc_mlp.space import MLPSpace
 from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from dnc.bo import Categorical, LayerWidths, RampBOSampler, Scalar
-from dnc.bo.sampler import PHASE_ATTR, LossParts
+from dnc.bo.model import RampGPs
+from dnc.bo.sampler import PHASE_ATTR
+from dnc.bo.settings import BOSettings
 from dnc.plugins import Candidate, DataSpec, SearchSpace, Suggest, UserError
-from dnc.search.samplers import SAMPLERS, BOSettings, SamplerContext, make_sampler
-from dnc.search.suggest import TrialSuggest
-from dnc.testing import recorded_parts
+from dnc.search import LossParts
+from dnc.search.samplers import SAMPLERS, SamplerContext, make_sampler
+from dnc.suggest import TrialSuggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -28,13 +30,22 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 def cnn_loss(c: Mapping[str, Any]) -> float:
     """Smooth, with an optimum inside the space: ~6 layers, lr ~ 1e-3, small batches."""
     depth = c["num_conv_layers"]
-    return ((math.log10(c["lr"]) + 3) ** 2 + (depth - 6) ** 2 / 10
-            + (math.log2(c["channels_0"]) - 5) ** 2 + c["batch_size"] / 512)
+    return (
+        (math.log10(c["lr"]) + 3) ** 2
+        + (depth - 6) ** 2 / 10
+        + (math.log2(c["channels_0"]) - 5) ** 2
+        + c["batch_size"] / 512
+    )
 
 
-def run(study: optuna.Study, space: SearchSpace, loss: Callable[[Mapping[str, Any]], float],
-        trials: int, active: tuple[str, ...] | None = None,
-        base: Mapping[str, Any] | None = None) -> None:
+def run(
+    study: optuna.Study,
+    space: SearchSpace,
+    loss: Callable[[Mapping[str, Any]], float],
+    trials: int,
+    active: tuple[str, ...] | None = None,
+    base: Mapping[str, Any] | None = None,
+) -> None:
     """What the pipeline does per trial: sample through the trial, store the candidate."""
 
     def objective(trial: optuna.Trial) -> float:
@@ -82,9 +93,11 @@ def test_reproducible_with_a_seed(split: bool) -> None:
 
     def proposals(seed: int) -> list[dict[str, Any]]:
         parts = LossParts(wc=0.1, parts=recorded_parts) if split else None
-        study = optuna.create_study(sampler=RampBOSampler(space=space, prior_states=4,
-                                                          explore=200, seed=seed,
-                                                          loss_parts=parts))
+        study = optuna.create_study(
+            sampler=RampBOSampler(
+                space=space, prior_states=4, explore=200, seed=seed, loss_parts=parts
+            )
+        )
         split_run(study, space, 9)
         assert phases(study).count("bo") == 5
         models = {t.system_attrs[PHASE_ATTR]["model"] for t in study.trials[4:]}
@@ -103,8 +116,10 @@ class Grid(SearchSpace):
     name = "grid"
 
     def sample(self, suggest: Suggest) -> Candidate:
-        return {"a": suggest.int("a", 0, 3, group="core", default=0),
-                "b": suggest.categorical("b", ["x", "y", "z"], group="core", default="x")}
+        return {
+            "a": suggest.int("a", 0, 3, group="core", default=0),
+            "b": suggest.categorical("b", ["x", "y", "z"], group="core", default="x"),
+        }
 
     def build(self, candidate: Mapping[str, Any], data: DataSpec) -> torch.nn.Module:
         raise NotImplementedError
@@ -112,8 +127,9 @@ class Grid(SearchSpace):
 
 def test_never_proposes_a_finished_candidate_again() -> None:
     space = Grid()
-    study = optuna.create_study(sampler=RampBOSampler(space=space, prior_states=3, explore=5,
-                                                      seed=0))
+    study = optuna.create_study(
+        sampler=RampBOSampler(space=space, prior_states=3, explore=5, seed=0)
+    )
     run(study, space, lambda c: (c["a"] - 2) ** 2 + (c["b"] != "y"), 12)
     seen = [(c["a"], c["b"]) for c in candidates(study)]
     assert len(set(seen)) == 12  # every candidate exactly once, although the minimum is known
@@ -124,8 +140,9 @@ def test_never_proposes_a_finished_candidate_again() -> None:
 
 def test_failed_trials_are_left_out() -> None:
     space = ChainCNNSpace()
-    study = optuna.create_study(sampler=RampBOSampler(space=space, prior_states=3, explore=50,
-                                                      seed=1))
+    study = optuna.create_study(
+        sampler=RampBOSampler(space=space, prior_states=3, explore=50, seed=1)
+    )
 
     def flaky(c: Mapping[str, Any]) -> float:
         if c["num_conv_layers"] > 12:
@@ -150,8 +167,9 @@ def _finished_study(space: SearchSpace, n: int) -> optuna.Study:
     return study
 
 
-def _hold(study: optuna.Study, space: SearchSpace, cand: Mapping[str, Any],
-          state: TrialState) -> None:
+def _hold(
+    study: optuna.Study, space: SearchSpace, cand: Mapping[str, Any], state: TrialState
+) -> None:
     """Add a trial of ``cand`` that stays running (or fails), as another worker would."""
     study.enqueue_trial({k: cand[k] for k in cand})
     trial = study.ask()
@@ -175,8 +193,12 @@ def test_a_running_trial_near_the_choice_changes_it_a_far_one_does_not() -> None
         return study.trials[-1]
 
     alone = propose(base.trials[0].params, TrialState.FAIL)
-    assert alone.system_attrs[PHASE_ATTR] | {"log_ei": 0} == {"phase": "bo", "log_ei": 0,
-                                                              "pending": 0, "model": "loss"}
+    assert alone.system_attrs[PHASE_ATTR] | {"log_ei": 0} == {
+        "phase": "bo",
+        "log_ei": 0,
+        "pending": 0,
+        "model": "loss",
+    }
     chosen = alone.params
     step = 1 if chosen["batch_size"] < 512 else -1
     near = propose(dict(chosen, batch_size=chosen["batch_size"] + step), TrialState.RUNNING)
@@ -191,13 +213,19 @@ def test_a_running_trial_near_the_choice_changes_it_a_far_one_does_not() -> None
 def test_workers_sharing_a_storage_see_each_others_running_trials(tmp_path: Path) -> None:
     space = ChainCNNSpace()
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    first = optuna.create_study(storage=url, study_name="s", sampler=RampBOSampler(
-        space=space, prior_states=3, explore=100, seed=0))
+    first = optuna.create_study(
+        storage=url,
+        study_name="s",
+        sampler=RampBOSampler(space=space, prior_states=3, explore=100, seed=0),
+    )
     run(first, space, cnn_loss, 5)
     running = first.ask()  # worker A starts a trial and is still training it
     running.set_user_attr("candidate", space.sample(TrialSuggest(running)))
-    second = optuna.load_study(storage=url, study_name="s", sampler=RampBOSampler(
-        space=space, prior_states=3, explore=100, seed=0))
+    second = optuna.load_study(
+        storage=url,
+        study_name="s",
+        sampler=RampBOSampler(space=space, prior_states=3, explore=100, seed=0),
+    )
     run(second, space, cnn_loss, 1)  # worker B, same seed
     attrs = second.trials[-1].system_attrs[PHASE_ATTR]
     assert attrs["phase"] == "bo" and attrs["pending"] == 1
@@ -220,8 +248,9 @@ class Blocks(SearchSpace):
         for i in range(n):
             prev = suggest.int(f"size_{i}", prev, 3 * prev, group="core", default=prev)
             cand[f"size_{i}"] = prev
-        cand["optimizer"] = suggest.categorical("optimizer", ["sgd", "adam", "rmsprop"],
-                                                group="core", default="adam")
+        cand["optimizer"] = suggest.categorical(
+            "optimizer", ["sgd", "adam", "rmsprop"], group="core", default="adam"
+        )
         cand["lr"] = suggest.float("lr", 1e-4, 1.0, group="train", default=1e-2, log=True)
         return cand
 
@@ -231,23 +260,30 @@ class Blocks(SearchSpace):
     def kernel_features(self) -> tuple[Any, ...]:
         if not self.declare:
             return ()
-        return (LayerWidths("size_{i}", count="blocks",
-                            bounds=[(8, 8 * 3 ** (i + 1)) for i in range(4)]),
-                Categorical("optimizer", ("sgd", "adam", "rmsprop")),
-                Scalar("lr", 1e-4, 1.0, log=True))
+        return (
+            LayerWidths(
+                "size_{i}", count="blocks", bounds=[(8, 8 * 3 ** (i + 1)) for i in range(4)]
+            ),
+            Categorical("optimizer", ("sgd", "adam", "rmsprop")),
+            Scalar("lr", 1e-4, 1.0, log=True),
+        )
 
 
 def blocks_loss(c: Mapping[str, Any]) -> float:
     sizes = [c[f"size_{i}"] for i in range(c["blocks"])]
-    return ((math.log10(c["lr"]) + 2) ** 2 + (math.log2(sum(sizes)) - 6) ** 2 / 4
-            + (0.0 if c["optimizer"] == "adam" else 0.5))
+    return (
+        (math.log10(c["lr"]) + 2) ** 2
+        + (math.log2(sum(sizes)) - 6) ** 2 / 4
+        + (0.0 if c["optimizer"] == "adam" else 0.5)
+    )
 
 
 @pytest.mark.parametrize("declare", [True, False])
 def test_drives_a_space_defined_only_in_this_test(declare: bool) -> None:
     space = Blocks(declare)
-    study = optuna.create_study(sampler=RampBOSampler(space=space, prior_states=8, explore=300,
-                                                      seed=2))
+    study = optuna.create_study(
+        sampler=RampBOSampler(space=space, prior_states=8, explore=300, seed=2)
+    )
     run(study, space, blocks_loss, 20)
     assert phases(study) == ["prior"] * 8 + ["bo"] * 12
     for c in candidates(study):
@@ -262,8 +298,11 @@ def test_drives_a_space_defined_only_in_this_test(declare: bool) -> None:
 def test_held_groups_keep_the_base() -> None:
     space = MLPSpace()
     base = space.reference_candidate() | {"num_hidden_layers": 2, "hidden_0": 50, "hidden_1": 60}
-    study = optuna.create_study(sampler=RampBOSampler(space=space, active=("train",), base=base,
-                                                      prior_states=3, explore=100, seed=0))
+    study = optuna.create_study(
+        sampler=RampBOSampler(
+            space=space, active=("train",), base=base, prior_states=3, explore=100, seed=0
+        )
+    )
     run(study, space, lambda c: (math.log10(c["lr"]) + 3) ** 2, 6, active=("train",), base=base)
     assert phases(study)[-1] == "bo"
     for t in study.trials:
@@ -273,8 +312,10 @@ def test_held_groups_keep_the_base() -> None:
 
 def test_maximising_studies_are_supported() -> None:
     space = Blocks()
-    study = optuna.create_study(direction="maximize", sampler=RampBOSampler(
-        space=space, prior_states=6, explore=300, seed=4))
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=RampBOSampler(space=space, prior_states=6, explore=300, seed=4),
+    )
     run(study, space, lambda c: -blocks_loss(c), 14)
     values = [t.value for t in study.trials]
     assert max(values[6:]) > max(values[:6])
@@ -283,16 +324,18 @@ def test_maximising_studies_are_supported() -> None:
 # -- fitted kernel hyperparameters -------------------------------------------------------------
 def test_fit_kernel_learns_omega_and_weights() -> None:
     space = ChainCNNSpace()
-    study = optuna.create_study(sampler=RampBOSampler(space=space, prior_states=8, explore=200,
-                                                      fit_kernel=True, seed=0))
+    study = optuna.create_study(
+        sampler=RampBOSampler(space=space, prior_states=8, explore=200, fit_kernel=True, seed=0)
+    )
     run(study, space, cnn_loss, 11)
     kernels = [t.system_attrs[PHASE_ATTR].get("kernel") for t in study.trials[8:]]
     assert all(k is not None for k in kernels)
     omegas, weights = kernels[-1]["loss"]["omega"], kernels[-1]["loss"]["weights"]
     assert len(omegas) == len(weights) == 4
     assert any(abs(o - 3.0) > 0.05 for o in omegas) or any(abs(w - 1.0) > 0.05 for w in weights)
-    fixed = optuna.create_study(sampler=RampBOSampler(space=space, prior_states=8, explore=200,
-                                                      seed=0))
+    fixed = optuna.create_study(
+        sampler=RampBOSampler(space=space, prior_states=8, explore=200, seed=0)
+    )
     run(fixed, space, cnn_loss, 9)
     assert "kernel" not in fixed.trials[-1].system_attrs[PHASE_ATTR]
 
@@ -306,7 +349,8 @@ def test_explored_candidates_reach_the_bounds(at_bounds: float) -> None:
     space = Blocks()
     sampler = RampBOSampler(space=space, explore=3000, seed=0, at_bounds=at_bounds)
     sampler._setup()
-    draws = [c for c, _ in sampler._explore(0, set())]
+    assert sampler._draws is not None
+    draws = [c for c, _ in sampler._draws.explore(0, set())]
     lr = [c["lr"] for c in draws]
     low, high = sum(v == 1e-4 for v in lr) / len(lr), sum(v == 1.0 for v in lr) / len(lr)
     assert low == pytest.approx(at_bounds / 2, abs=0.015)
@@ -314,8 +358,9 @@ def test_explored_candidates_reach_the_bounds(at_bounds: float) -> None:
     grown = [c for c in draws if c["blocks"] >= 2]  # size_1 in [size_0, 3 size_0]
     edge = sum(c["size_1"] in (c["size_0"], 3 * c["size_0"]) for c in grown) / len(grown)
     assert edge >= at_bounds * 0.8
-    share = [sum(c["optimizer"] == o for c in draws) / len(draws)
-             for o in ("sgd", "adam", "rmsprop")]
+    share = [
+        sum(c["optimizer"] == o for c in draws) / len(draws) for o in ("sgd", "adam", "rmsprop")
+    ]
     assert share == pytest.approx([1 / 3] * 3, abs=0.04)
     if at_bounds:  # the rest are still spread over the range
         inner = [v for v in lr if 1e-4 < v < 1.0]
@@ -324,8 +369,14 @@ def test_explored_candidates_reach_the_bounds(at_bounds: float) -> None:
 
 
 # -- the split model: log10 fp and log10 fc by one GP each ----------------------------------------
-def split_run(study: optuna.Study, space: SearchSpace, trials: int, *,
-              record: bool = True, fc: float | None = None) -> None:
+def split_run(
+    study: optuna.Study,
+    space: SearchSpace,
+    trials: int,
+    *,
+    record: bool = True,
+    fc: float | None = None,
+) -> None:
     """A synthetic two-part search loss, as a dnc search records it: fp falls with lr towards
     1e-2, fc grows with the batch count (small batches cost more) and with the channels."""
 
@@ -341,14 +392,18 @@ def split_run(study: optuna.Study, space: SearchSpace, trials: int, *,
     study.optimize(objective, n_trials=trials)
 
 
-
 def test_split_model_reproduces_the_recorded_losses() -> None:
     """The two GPs and the objective composed from them give back each finished trial's loss
     (the GPs all but interpolate at the paper's noise): no sign, wc or log error between the
     split model and the search loss it stands for."""
     space = ChainCNNSpace()
-    sampler = RampBOSampler(space=space, prior_states=6, explore=200, seed=0,
-                            loss_parts=LossParts(wc=0.1, parts=recorded_parts))
+    sampler = RampBOSampler(
+        space=space,
+        prior_states=6,
+        explore=200,
+        seed=0,
+        loss_parts=LossParts(wc=0.1, parts=recorded_parts),
+    )
     study = optuna.create_study(sampler=sampler)
     split_run(study, space, 9)
     info = [t.system_attrs[PHASE_ATTR] for t in study.trials]
@@ -356,7 +411,10 @@ def test_split_model_reproduces_the_recorded_losses() -> None:
     assert {i["model"] for i in info[6:]} == {"split"}
     known = [sampler._known(study, t) for t in study.trials]
     x = torch.tensor([k.row for k in known if k is not None], dtype=torch.float64)
-    models, objective, best, _ = sampler._split(x, [recorded_parts(t) for t in study.trials])
+    assert sampler._gps is not None
+    models, objective, best, _ = sampler._gps.split(
+        x, [recorded_parts(t) for t in study.trials], wc=0.1
+    )
     with torch.no_grad():
         means = torch.stack([m.posterior(x).mean[..., 0] for m in models.models], dim=-1)
     composed = objective(means).tolist()
@@ -373,14 +431,23 @@ def test_split_model_takes_running_trials_as_pending_points() -> None:
         study = optuna.create_study()
         study.add_trials(base.trials)
         _hold(study, space, held, state)
-        study.sampler = RampBOSampler(space=space, prior_states=4, explore=300, seed=5,
-                                      loss_parts=LossParts(wc=0.1, parts=recorded_parts))
+        study.sampler = RampBOSampler(
+            space=space,
+            prior_states=4,
+            explore=300,
+            seed=5,
+            loss_parts=LossParts(wc=0.1, parts=recorded_parts),
+        )
         split_run(study, space, 1)
         return study.trials[-1]
 
     alone = propose(base.trials[0].params, TrialState.FAIL)
     assert alone.system_attrs[PHASE_ATTR] | {"log_ei": 0} == {
-        "phase": "bo", "log_ei": 0, "pending": 0, "model": "split"}
+        "phase": "bo",
+        "log_ei": 0,
+        "pending": 0,
+        "model": "split",
+    }
     chosen = alone.params
     step = 1 if chosen["batch_size"] < 512 else -1
     near = propose(dict(chosen, batch_size=chosen["batch_size"] + step), TrialState.RUNNING)
@@ -391,8 +458,14 @@ def test_split_model_takes_running_trials_as_pending_points() -> None:
 
 def test_split_model_with_wc_0_and_without_figures() -> None:
     space = ChainCNNSpace()
-    sampler = RampBOSampler(space=space, prior_states=4, explore=100, seed=0, fit_kernel=True,
-                            loss_parts=LossParts(wc=0.0, parts=recorded_parts))
+    sampler = RampBOSampler(
+        space=space,
+        prior_states=4,
+        explore=100,
+        seed=0,
+        fit_kernel=True,
+        loss_parts=LossParts(wc=0.0, parts=recorded_parts),
+    )
     study = optuna.create_study(sampler=sampler)
     split_run(study, space, 5)
     last = study.trials[-1].system_attrs[PHASE_ATTR]
@@ -403,53 +476,103 @@ def test_split_model_with_wc_0_and_without_figures() -> None:
     split_run(study, space, 1, record=False)  # a trial without figures: one GP on the values
     split_run(study, space, 1)
     assert study.trials[-1].system_attrs[PHASE_ATTR]["model"] == "loss"
-    other = optuna.create_study(sampler=RampBOSampler(
-        space=space, prior_states=4, explore=100, seed=0,
-        loss_parts=LossParts(wc=0.1, parts=recorded_parts)))
+    other = optuna.create_study(
+        sampler=RampBOSampler(
+            space=space,
+            prior_states=4,
+            explore=100,
+            seed=0,
+            loss_parts=LossParts(wc=0.1, parts=recorded_parts),
+        )
+    )
     split_run(other, space, 4)
     split_run(other, space, 1, fc=math.inf)  # a figure that is not finite: left out likewise
     split_run(other, space, 1)
     assert other.trials[-1].system_attrs[PHASE_ATTR]["model"] == "loss"
-    maximising = optuna.create_study(direction="maximize", sampler=RampBOSampler(
-        space=space, loss_parts=LossParts(wc=0.1, parts=recorded_parts)))
+    maximising = optuna.create_study(
+        direction="maximize",
+        sampler=RampBOSampler(space=space, loss_parts=LossParts(wc=0.1, parts=recorded_parts)),
+    )
     with pytest.raises(ValueError, match="minimises"):
         split_run(maximising, space, 1)
 
 
 # -- registry and configuration ----------------------------------------------------------------
 def test_ramp_is_registered_and_the_default() -> None:
-    ctx = SamplerContext(space=MLPSpace(), groups=("core",), base={"lr": 0.01},
-                         bo=BOSettings(prior_states=4, steps=2, explore=50, fit_kernel=True),
-                         seed=9)
+    ctx = SamplerContext(
+        space=MLPSpace(),
+        groups=("core",),
+        base={"lr": 0.01},
+        bo=BOSettings(prior_states=4, steps=2, explore=50, fit_kernel=True),
+        seed=9,
+    )
     sampler = make_sampler("ramp", ctx)
     assert isinstance(sampler, RampBOSampler)
     assert (sampler.prior_states, sampler.explore, sampler.fit_kernel, sampler.seed) == (
-        4, 50, True, 9)
+        4,
+        50,
+        True,
+        9,
+    )
     assert sampler.active == ("core",) and sampler.base == {"lr": 0.01}
     assert {"ramp", "gp", "tpe", "random"} <= set(SAMPLERS)
+    # one source of defaults: the YAML restates none; the sampler's are the settings'
     conf = Path(__file__).parents[2] / "conf" / "search" / "default.yaml"
-    search = OmegaConf.load(conf)
-    assert search.sampler == "ramp"
-    assert (search.bo.prior_states, search.bo.steps, search.bo.explore,
-            search.bo.fit_kernel, search.bo.omega, search.bo.model, search.bo.at_bounds) == (
-        15, 15, 1000, False, 3.0, "split", 0.1)
-    assert BOSettings().model == "split" and BOSettings().omega == 3.0
+    assert "bo" not in OmegaConf.load(conf) and "sampler" not in OmegaConf.load(conf)
+    paper = BOSettings()
+    assert (
+        paper.prior_states,
+        paper.steps,
+        paper.explore,
+        paper.fit_kernel,
+        paper.omega,
+        paper.noise,
+        paper.model,
+        paper.at_bounds,
+    ) == (15, 15, 1000, False, 3.0, 1e-4, "split", 0.1)
+    bare = RampBOSampler(space=MLPSpace())
+    assert (
+        bare.prior_states,
+        bare.explore,
+        bare.fit_kernel,
+        bare.omega,
+        bare.noise,
+        bare.at_bounds,
+    ) == (
+        paper.prior_states,
+        paper.explore,
+        paper.fit_kernel,
+        paper.omega,
+        paper.noise,
+        paper.at_bounds,
+    )
 
 
 def test_omega_and_model_come_from_the_settings() -> None:
     parts = LossParts(wc=0.1, parts=lambda t: None)
-    ctx = SamplerContext(space=MLPSpace(), groups=("core",), base={}, seed=0, loss_parts=parts,
-                         bo=BOSettings(omega=2.0, model="loss"))
+    ctx = SamplerContext(
+        space=MLPSpace(),
+        groups=("core",),
+        base={},
+        seed=0,
+        loss_parts=parts,
+        bo=BOSettings(omega=2.0, model="loss"),
+    )
     sampler = make_sampler("ramp", ctx)
     assert isinstance(sampler, RampBOSampler)
     assert sampler.omega == 2.0 and sampler.loss_parts is None  # model=loss: the paper's GP
     sampler._setup()
     x = torch.tensor([[100.0, 1.0], [0.0, 0.0], [300.0, 2.0]], dtype=torch.float64)
-    gp = sampler.fit(x, torch.rand(3, 1, dtype=torch.float64))
+    assert isinstance(sampler._gps, RampGPs)
+    gp = sampler._gps.fit(x, torch.rand(3, 1, dtype=torch.float64))
     omegas = [float(k.omega.detach()) for k in gp.covar_module.kernels]  # the hidden-layer part
     assert omegas == pytest.approx([2.0])
-    split = make_sampler("ramp", SamplerContext(space=MLPSpace(), groups=("core",), base={},
-                                                seed=0, loss_parts=parts, bo=BOSettings()))
+    split = make_sampler(
+        "ramp",
+        SamplerContext(
+            space=MLPSpace(), groups=("core",), base={}, seed=0, loss_parts=parts, bo=BOSettings()
+        ),
+    )
     assert split.loss_parts is parts  # type: ignore[attr-defined]
     assert split.at_bounds == 0.1  # type: ignore[attr-defined]
     for bad in ({"model": "gp"}, {"omega": -1.0}, {"at_bounds": 1.0}):
@@ -462,19 +585,26 @@ def test_drives_a_real_search(tmp_path: Path) -> None:
     """The pipeline with the ramp sampler: digits, MLP, one BO stage, real training."""
     from dnc.search import Search, SearchSettings, StageSpec
     from dnc.search.cost import TEpoch
-    from dnc.tracking.console import SearchConsole
     from dnc.train.datasets import Digits
-    from dnc.train.trainer import TrainerSettings
+    from dnc.train.settings import TrainerSettings
 
     settings = SearchSettings(
-        name="ramp-e2e", sampler="ramp", bo=BOSettings(prior_states=3, steps=2, explore=200),
+        name="ramp-e2e",
+        sampler="ramp",
+        bo=BOSettings(prior_states=3, steps=2, explore=200),
         stages=(StageSpec("core", groups=("core", "train")),),
-        storage_url=f"sqlite:///{tmp_path / 'e2e.db'}",
     )
-    result = Search(settings, space=MLPSpace(), dataset=Digits(), cost=TEpoch(),
-                    trainer=TrainerSettings(epochs=1), console=SearchConsole(quiet=True)).run()
+    url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    result = Search(
+        settings,
+        space=MLPSpace(),
+        dataset=Digits(),
+        cost=TEpoch(),
+        trainer=TrainerSettings(epochs=1),
+        storage=url,
+    ).run()
     assert result.best and math.isfinite(result.best[0].loss)
-    study = optuna.load_study(study_name="ramp-e2e/core", storage=settings.storage_url)
+    study = optuna.load_study(study_name="ramp-e2e/core", storage=url)
     assert phases(study) == ["prior"] * 3 + ["bo"] * 2
     # The search passes its loss parts: the guided trials used the split model.
     assert [t.system_attrs[PHASE_ATTR]["model"] for t in study.trials[3:]] == ["split"] * 2

@@ -16,9 +16,10 @@ from dnc_cnn.network import (
     pool_locations,
     shortcut_starts,
 )
+from dnc_cnn.settings import CNNArch, CNNCore, KernelSparsity
 from dnc_cnn.space import CNNSpace
 
-from dnc.plugins import DataSpec, UserError
+from dnc.plugins import DataSpec, TrainingBounds, UserError
 from dnc.testing import SearchSpaceContract
 
 DIGITS = DataSpec(input_shape=(1, 8, 8), num_classes=10)
@@ -30,7 +31,7 @@ class TestCNNSpaceContract(SearchSpaceContract):
     n_samples = 4
 
     def make_space(self) -> CNNSpace:
-        return CNNSpace(kernel_sparsity=True)
+        return CNNSpace(kernel_sparsity={"enabled": True})
 
 
 class TestSmallCNNSpaceOnCIFARShapes(SearchSpaceContract):
@@ -38,8 +39,15 @@ class TestSmallCNNSpaceOnCIFARShapes(SearchSpaceContract):
     n_samples = 8
 
     def make_space(self) -> CNNSpace:
-        return CNNSpace(conv_layers=(4, 6), first_channels=(8, 16), max_channels=64,
-                        default_channels=(8, 16, 32, 64), pool_thresholds=(8, 16, 32))
+        return CNNSpace(
+            core=CNNCore(
+                conv_layers=(4, 6),
+                first_channels=(8, 16),
+                max_channels=64,
+                default_channels=(8, 16, 32, 64),
+                pool_thresholds=(8, 16, 32),
+            )
+        )
 
 
 def base(space: CNNSpace, **changes) -> dict:
@@ -48,8 +56,10 @@ def base(space: CNNSpace, **changes) -> dict:
 
 def keep(store: dict, key):
     """A forward hook that keeps the output in ``store[key]`` (and changes nothing)."""
+
     def hook(module, inputs, output) -> None:
         store[key] = output
+
     return hook
 
 
@@ -108,8 +118,10 @@ def test_downsample_letters_swap_a_pool_for_a_stride_2_conv():
 
 def test_dropout_probabilities_first_layer_and_others():
     space = CNNSpace()
-    plan = space.plan(widths_candidate([16, 16, 32, 32], dropout_fraction=1.0, drop_in=0.2,
-                                       drop_other=0.45), DIGITS)
+    plan = space.plan(
+        widths_candidate([16, 16, 32, 32], dropout_fraction=1.0, drop_in=0.2, drop_other=0.45),
+        DIGITS,
+    )
     assert plan.dropout == (0.2, 0.45, 0.45, 0.45)
     plan = space.plan(widths_candidate([16, 16, 32, 32], dropout_fraction=0.5), DIGITS)
     assert plan.dropout == (0.0, 0.3, 0.0, 0.3)
@@ -119,9 +131,16 @@ def test_dropout_probabilities_first_layer_and_others():
 
 def test_shortcuts_add_the_earlier_output_before_the_activation():
     """Layers 1 and 2 output nothing but the shortcut from layer 0 (zero weights, no BN)."""
-    plan = ConvPlan(in_channels=1, num_classes=3, channels=(4, 6, 8, 8),
-                    pool=(False, True, False, False), stride=(1, 1, 1, 1),
-                    bn=(False,) * 4, dropout=(0.0,) * 4, shortcuts=(0,))
+    plan = ConvPlan(
+        in_channels=1,
+        num_classes=3,
+        channels=(4, 6, 8, 8),
+        pool=(False, True, False, False),
+        stride=(1, 1, 1, 1),
+        bn=(False,) * 4,
+        dropout=(0.0,) * 4,
+        shortcuts=(0,),
+    )
     model = ConvNet(plan).eval()
     with torch.no_grad():
         for i in (1, 2):
@@ -147,7 +166,7 @@ def test_auto_shortcuts_follow_the_depth():
 def test_channels_follow_the_doubling_bounds():
     import random
 
-    from dnc.search.suggest import UniformSuggest
+    from dnc.suggest import UniformSuggest
 
     space = CNNSpace()
     rng = random.Random(0)
@@ -163,15 +182,95 @@ def test_image_inputs_are_required():
         CNNSpace().build(CNNSpace().reference_candidate(), DataSpec((64,), 10))
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"conv_layers": (5, 4)}, {"first_channels": (16, 1024)}, {"activations": ("relu", "nope")},
-    {"bn_fractions": (0.0, 1.5)}, {"drop_others": (1.0,)}, {"kernel_tap_choices": (9, 3)},
-    {"grid_order": ("activation", "colour")}, {"grid_order": ("kernel_sparsity",)},
-    {"pool_thresholds": (128, 64)}, {"kernel_sparsity": "false"},
-])
-def test_bad_settings_are_user_errors(kwargs):
-    with pytest.raises(UserError):
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        (
+            {"core": {"conv_layers": (5, 4)}},
+            r"search_space\.core\.conv_layers=\[5, 4\] must satisfy 1 <= low <= high",
+        ),
+        ({"core": {"conv_layers": (4, 6, 8)}}, r"core\.conv_layers=\[4, 6, 8\]: give two"),
+        ({"core": {"first_channels": (16, 1024)}}, r"core\.first_channels=\[16, 1024\]"),
+        ({"core": {"pool_thresholds": (128, 64)}}, r"core\.pool_thresholds=\[128, 64\]"),
+        (
+            {"arch": {"activations": ("relu", "nope")}},
+            r"arch\.activations: unknown activation 'nope'",
+        ),
+        ({"arch": {"bn_fractions": (0.0, 1.5)}}, r"arch\.bn_fraction\(s\)"),
+        ({"arch": {"drop_others": (1.0,)}}, r"arch\.drop_in\(s\) / drop_other\(s\)"),
+        ({"arch": {"grid_order": ("activation", "colour")}}, r"arch\.grid_order: .*'colour'"),
+        (
+            {"arch": {"grid_order": ("kernel_sparsity",)}},
+            r"kernel_sparsity but search_space\.kernel_sparsity\.enabled is false",
+        ),
+        ({"kernel_sparsity": {"tap_choices": (9, 3)}}, r"kernel_sparsity\.tap_choices: 3 taps"),
+        ({"kernel_sparsity": {"enabled": "false"}}, r"kernel_sparsity\.enabled='false'"),
+        ({"kernel_sparsity": {"dense_every": -1}}, r"kernel_sparsity\.dense_every"),
+        ({"training": {"lr": (0.1, 0.01)}}, r"lr=\[0\.1, 0\.01\]"),
+    ],
+)
+def test_bad_settings_are_user_errors_naming_the_key(kwargs, needle):
+    with pytest.raises(UserError, match=needle) as info:
         CNNSpace(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("group", "key"),
+    [
+        ("core", "conv_layer"),
+        ("arch", "grid_ordr"),
+        ("kernel_sparsity", "kernel_taps"),
+        ("training", "learning_rate"),
+    ],
+)
+def test_an_unknown_key_in_a_group_names_it_and_the_valid_ones(group, key):
+    with pytest.raises(UserError, match=rf"search_space\.{group}\.{key}: unknown key") as info:
+        CNNSpace(**{group: {key: 1}})
+    valid = {
+        "core": "conv_layers, first_channels",
+        "arch": "grid_order, activation",
+        "kernel_sparsity": "enabled, taps, tap_choices, dense_every",
+        "training": "lr, weight_decay",
+    }[group]
+    assert f"valid keys: {valid}" in str(info.value)
+
+
+def test_a_nested_mapping_and_dataclass_instances_give_the_same_space():
+    from_config = CNNSpace(
+        core={
+            "conv_layers": [4, 6],
+            "first_channels": [8, 16],
+            "max_channels": 64,
+            "default_channels": [8, 16, 32, 64],
+            "pool_thresholds": [8, 16, 32],
+        },
+        arch={"grid_order": ["shortcuts", "dropout"], "bn_fraction": 1, "drop_ins": [0.2]},
+        kernel_sparsity={"enabled": True, "tap_choices": [9, 4]},
+        training={"batch_size": [16, 64], "default_batch_size": 32},
+    )
+    from_objects = CNNSpace(
+        core=CNNCore(
+            conv_layers=(4, 6),
+            first_channels=(8, 16),
+            max_channels=64,
+            default_channels=(8, 16, 32, 64),
+            pool_thresholds=(8, 16, 32),
+        ),
+        arch=CNNArch(grid_order=("shortcuts", "dropout"), bn_fraction=1.0, drop_ins=(0.2,)),
+        kernel_sparsity=KernelSparsity(enabled=True, tap_choices=(9, 4)),
+        training=TrainingBounds(batch_size=(16, 64), default_batch_size=32),
+    )
+    for group in ("core", "arch", "kernel_sparsity", "training"):
+        assert getattr(from_config, group) == getattr(from_objects, group), group
+    assert from_config.reference_candidate() == from_objects.reference_candidate()
+    assert (
+        from_config.grid_substages()
+        == from_objects.grid_substages()
+        == ("shortcuts", "dropout", "kernel_sparsity")
+    )
+    assert isinstance(from_config.arch.bn_fraction, float)  # 1 from a config becomes 1.0
+    assert CNNSpace(core=None, arch={}).core == CNNCore() and CNNSpace().arch == CNNArch()
 
 
 def test_kernel_features_compare_layer_widths_and_training():
@@ -191,14 +290,19 @@ def test_kernel_features_compare_layer_widths_and_training():
 # -- the grid ---------------------------------------------------------------------------------
 def test_default_substage_order():
     assert CNNSpace().grid_substages() == (
-        "activation", "downsampling", "batchnorm", "dropout", "shortcuts")
-    assert CNNSpace(kernel_sparsity=True).grid_substages()[-1] == "kernel_sparsity"
+        "activation",
+        "downsampling",
+        "batchnorm",
+        "dropout",
+        "shortcuts",
+    )
+    assert CNNSpace(kernel_sparsity={"enabled": True}).grid_substages()[-1] == "kernel_sparsity"
     order = ("shortcuts", "dropout")
-    assert CNNSpace(grid_order=order).grid_substages() == order
+    assert CNNSpace(arch=CNNArch(grid_order=order)).grid_substages() == order
 
 
 def test_grid_variants_are_complete_json_candidates_and_deterministic():
-    space = CNNSpace(kernel_sparsity=True)
+    space = CNNSpace(kernel_sparsity=KernelSparsity(enabled=True))
     cand = space.reference_candidate()
     counts = {}
     for sub in space.grid_substages():
@@ -212,15 +316,29 @@ def test_grid_variants_are_complete_json_candidates_and_deterministic():
         assert cand in variants, f"{sub} leaves out the candidate's own setting"
         counts[sub] = len(variants)
     # reference: 8 layers, pools after layers 3 and 5 -> 2 locations
-    assert counts == {"activation": 4, "downsampling": 4, "batchnorm": 5,
-                      "dropout": 1 + 3 + 3 + 3 + 3 * 2, "shortcuts": 3, "kernel_sparsity": 3}
+    assert counts == {
+        "activation": 4,
+        "downsampling": 4,
+        "batchnorm": 5,
+        "dropout": 1 + 3 + 3 + 3 + 3 * 2,
+        "shortcuts": 3,
+        "kernel_sparsity": 3,
+    }
 
 
 def test_downsampling_tries_every_combination_of_the_pool_locations():
     space = CNNSpace()
     three = widths_candidate([32, 64, 96, 128, 200, 300])
     assert [v["downsample"] for v in space.grid("downsampling", three)] == [
-        "mmm", "mms", "msm", "mss", "smm", "sms", "ssm", "sss"]
+        "mmm",
+        "mms",
+        "msm",
+        "mss",
+        "smm",
+        "sms",
+        "ssm",
+        "sss",
+    ]
     none = widths_candidate([16, 32, 64, 64])
     assert space.grid("downsampling", none) == [none]
 
@@ -248,7 +366,7 @@ def test_shortcut_grid_keeps_auto_for_the_setting_it_already_is():
 
 
 def test_kernel_sparsity_substage_needs_the_option():
-    with pytest.raises(UserError, match="kernel_sparsity=true"):
+    with pytest.raises(UserError, match=r"kernel_sparsity\.enabled=true"):
         CNNSpace().grid("kernel_sparsity", CNNSpace().reference_candidate())
 
 
@@ -266,9 +384,20 @@ def test_every_grid_variant_builds_and_trains_a_step():
     from dnc.train.trainer import TrainerSettings, train
 
     digits = Digits().load(seed=0)
-    data = TensorData(digits.xtr[:48], digits.ytr[:48], digits.xva[:16], digits.yva[:16],
-                      digits.xte[:16], digits.yte[:16], num_classes=10, name="digits48")
-    space = CNNSpace(pool_thresholds=(16, 32, 64), first_channels=(8, 16), kernel_sparsity=True)
+    data = TensorData(
+        digits.xtr[:48],
+        digits.ytr[:48],
+        digits.xva[:16],
+        digits.yva[:16],
+        digits.xte[:16],
+        digits.yte[:16],
+        num_classes=10,
+        name="digits48",
+    )
+    space = CNNSpace(
+        core={"pool_thresholds": (16, 32, 64), "first_channels": (8, 16)},
+        kernel_sparsity={"enabled": True},
+    )
     # 10 layers, 3 pool locations, shortcuts every 4 by the paper's rule
     cand = widths_candidate([8, 12, 20, 24, 40, 48, 70, 80, 80, 80])
     assert len(space.pool_locations(cand)) == 3
@@ -279,8 +408,9 @@ def test_every_grid_variant_builds_and_trains_a_step():
             torch.manual_seed(0)
             model = space.build(variant, data.spec)
             before = [p.detach().clone() for p in model.parameters()]
-            result = train(model, data, lr=1e-3, weight_decay=1e-4, batch_size=48,
-                           settings=settings, seed=0)
+            result = train(
+                model, data, lr=1e-3, weight_decay=1e-4, batch_size=48, settings=settings, seed=0
+            )
             assert torch.isfinite(torch.tensor(result.train_loss)).all(), (sub, variant)
             moved = [not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)]
             assert any(moved), (sub, variant)

@@ -52,14 +52,21 @@ def test_bad_taps_are_user_errors():
 
 
 def sparse_candidate(taps: int) -> dict:
-    space = CNNSpace(kernel_sparsity=True)
-    return {**space.reference_candidate(), "num_conv_layers": 4, "channels_0": 8,
-            "channels_1": 16, "channels_2": 16, "channels_3": 32, "kernel_taps": taps,
-            "dropout_fraction": 0.0}
+    space = CNNSpace(kernel_sparsity={"enabled": True})
+    return {
+        **space.reference_candidate(),
+        "num_conv_layers": 4,
+        "channels_0": 8,
+        "channels_1": 16,
+        "channels_2": 16,
+        "channels_3": 32,
+        "kernel_taps": taps,
+        "dropout_fraction": 0.0,
+    }
 
 
 def test_first_layer_is_dense_and_params_count_the_mask():
-    space = CNNSpace(kernel_sparsity=True, kernel_dense_every=4)
+    space = CNNSpace(kernel_sparsity={"enabled": True, "dense_every": 4})
     dense = space.build(sparse_candidate(9), DataSpec((1, 8, 8), 10))
     sparse = space.build(sparse_candidate(4), DataSpec((1, 8, 8), 10))
     assert type(sparse.convs[0]) is torch.nn.Conv2d
@@ -73,12 +80,19 @@ def test_first_layer_is_dense_and_params_count_the_mask():
 @pytest.mark.parametrize("taps", [4, 2])
 def test_zeros_stay_exactly_zero_through_adam_with_weight_decay(taps):
     data = Digits().load(seed=0)
-    space = CNNSpace(kernel_sparsity=True, kernel_dense_every=5)
+    space = CNNSpace(kernel_sparsity={"enabled": True, "dense_every": 5})
     model = space.build(sparse_candidate(taps), data.spec)
     assert isinstance(model, ConvNet)
     before = [c.weight.detach().clone() for c in model.convs[1:]]
-    result = train(model, data, lr=3e-3, weight_decay=1e-3, batch_size=64,
-                   settings=TrainerSettings(epochs=3, device="cpu"), seed=0)
+    result = train(
+        model,
+        data,
+        lr=3e-3,
+        weight_decay=1e-3,
+        batch_size=64,
+        settings=TrainerSettings(epochs=3, device="cpu"),
+        seed=0,
+    )
     assert result.best_val_acc > 40.0  # it learned something
     for conv, old in zip(model.convs[1:], before, strict=True):
         off = conv.mask == 0

@@ -99,7 +99,9 @@ def test_bad_networks_are_refused(kwargs, needle):
 
 def _sparse_net(density: float = 0.125) -> tuple[nn.Module, dict]:
     """64 -> 128 -> 16 with d_out (16, 2): C = 16 is feasible."""
-    space = SparseMLPSpace(input_size=64, num_classes=16, default_density=density)
+    space = SparseMLPSpace(
+        core={"input_size": 64, "num_classes": 16}, sparsity={"default_density": density}
+    )
     cand = space.reference_candidate()
     return space.build(cand, HW), cand
 
@@ -134,8 +136,10 @@ def test_measure_reads_the_network_and_matches_estimate():
 def test_layout_of_a_dense_mlp_and_of_an_explicit_candidate():
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
     assert network_layout(mlp) == ([64, 32, 10], [32, 10])
-    assert network_layout(mlp, {"layers": [1024, 64, 32], "d_out": [4, 16]}) == \
-        ([1024, 64, 32], [4, 16])
+    assert network_layout(mlp, {"layers": [1024, 64, 32], "d_out": [4, 16]}) == (
+        [1024, 64, 32],
+        [4, 16],
+    )
     conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(144, 10))
     with pytest.raises(UserError, match="convolutions"):
         network_layout(conv)
@@ -143,8 +147,11 @@ def test_layout_of_a_dense_mlp_and_of_an_explicit_candidate():
 
 def test_normalised_cost_and_the_prototype_through_the_evaluator():
     cost = HardwareCost(target_c=32, normaliser=36)
-    proto = cost.measure(nn.Identity(), {"layers": [1024, 64, 32], "d_out": [4, 16]},
-                         DataSpec(input_shape=(1024,), num_classes=32))
+    proto = cost.measure(
+        nn.Identity(),
+        {"layers": [1024, 64, 32], "d_out": [4, 16]},
+        DataSpec(input_shape=(1024,), num_classes=32),
+    )
     assert proto["hw_clocks_per_sample"] == 36 and proto["hw_multipliers"] == 387
     assert cost.complexity(proto) == 1.0
     memory = HardwareCost(metric="memory_bits", target_c=32)
@@ -154,7 +161,9 @@ def test_normalised_cost_and_the_prototype_through_the_evaluator():
 
 
 def test_an_infeasible_candidate_gets_the_finite_penalty():
-    space = SparseMLPSpace(input_size=64, num_classes=16, default_density=1.0)
+    space = SparseMLPSpace(
+        core={"input_size": 64, "num_classes": 16}, sparsity={"default_density": 1.0}
+    )
     dense = space.reference_candidate()  # 64 -> 128 -> 16 dense: d_out 128 > every feasible C
     model = space.build(dense, HW)
     cost = HardwareCost(normaliser=50.0, infeasible_penalty=100.0)

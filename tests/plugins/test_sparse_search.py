@@ -13,8 +13,7 @@ from dnc_hwcost import HardwareCost
 from dnc_sparse import SparseMLPSpace, feasible_out_degrees
 from optuna.trial import TrialState
 
-from dnc.search import Search, SearchSettings, ranked_trials, score
-from dnc.search.samplers import BOSettings
+from dnc.search import BOSettings, Search, SearchSettings, StageSpec, ranked_trials, score
 from dnc.search.storage import recorded_cost
 from dnc.train.morse import Morse
 from dnc.train.trainer import TrainerSettings
@@ -22,11 +21,24 @@ from dnc.train.trainer import TrainerSettings
 
 def test_sparse_mlp_search_on_morse(tmp_path: Path):
     url = f"sqlite:///{tmp_path}/s.db"
-    space = SparseMLPSpace(input_size=64, num_classes=64, hidden_layers=(1, 2),
-                           widths=(64, 128, 256), default_density=0.25)
+    space = SparseMLPSpace(
+        core={
+            "input_size": 64,
+            "num_classes": 64,
+            "hidden_layers": (1, 2),
+            "widths": (64, 128, 256),
+        },
+        sparsity={"default_density": 0.25},
+    )
     search = Search(
-        SearchSettings(name="morse", storage_url=url, bo=BOSettings(prior_states=3, steps=1)),
-        space=space, dataset=Morse(examples_per_class=20, cache_dir=str(tmp_path)),
+        SearchSettings(
+            name="morse",
+            stages=(StageSpec("core", groups=("core", "train")),),
+            bo=BOSettings(prior_states=3, steps=1),
+        ),
+        storage=url,
+        space=space,
+        dataset=Morse(examples_per_class=20, cache_dir=str(tmp_path)),
         cost=HardwareCost(metric="clocks_per_sample"),
         trainer=TrainerSettings(epochs=2, device="cpu"),
     )
@@ -50,18 +62,47 @@ def test_sparse_mlp_search_on_morse(tmp_path: Path):
         assert figures["hw_feasible"] in (0.0, 1.0)
         assert t.value == pytest.approx(score(figures, 0.1, cost))
     # a finished study re-scores for another metric without training
-    rescored = ranked_trials(search.storage, "morse", wc=1.0,
-                             cost=HardwareCost(metric="memory_bits", normaliser=1e5))
+    rescored = ranked_trials(
+        search.storage, "morse", wc=1.0, cost=HardwareCost(metric="memory_bits", normaliser=1e5)
+    )
     assert len(rescored) == 4
+
+
+def test_sparse_experiments_instantiate_their_nested_settings():
+    from hydra import compose, initialize_config_module
+    from hydra.utils import instantiate
+
+    with initialize_config_module("dnc.conf", version_base=None):
+        morse = compose("config", overrides=["+experiment=morse", "cost.target_c=32"])
+        mnist = compose(
+            "config", overrides=["+experiment=mnist_sparse", "search_space.sparsity.dither=true"]
+        )
+        morse_space = instantiate(morse.search_space, _convert_="all")
+        mnist_space = instantiate(mnist.search_space, _convert_="all")
+    assert isinstance(morse_space, SparseMLPSpace) and isinstance(mnist_space, SparseMLPSpace)
+    # interpolations from the dataset and the cost reach the groups
+    assert (morse_space.core.input_size, morse_space.core.num_classes) == (64, 64)
+    assert morse_space.sparsity.target_c == 32 and morse_space.sparsity.default_density == 0.25
+    assert mnist_space.core.widths == (56, 112, 224, 448) and mnist_space.core.input_size == 784
+    assert mnist_space.sparsity.nondecreasing and mnist_space.sparsity.dither
+    assert mnist_space.training.default_weight_decay == 1.1e-4
 
 
 @pytest.mark.slow
 def test_morse_experiment_from_the_command_line(tmp_path: Path):
     proc = run_dnc(
-        tmp_path, "+experiment=morse", "search=combined", "search.bo.prior_states=3",
-        "search.bo.steps=1", "trainer.epochs=2", "dataset.examples_per_class=20",
-        f"dataset.cache_dir={tmp_path}/cache", f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
-        f"hydra.run.dir={tmp_path}/run", timeout=300, check=True,
+        tmp_path,
+        "+experiment=morse",
+        "search=combined",
+        "search.bo.prior_states=3",
+        "search.bo.steps=1",
+        "trainer.epochs=2",
+        "dataset.examples_per_class=20",
+        f"dataset.cache_dir={tmp_path}/cache",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+        f"hydra.run.dir={tmp_path}/run",
+        timeout=300,
+        check=True,
     )
     assert "morse-sparse_mlp" in proc.stdout and "search loss" in proc.stdout
     results = json.loads((tmp_path / "run" / "results.json").read_text())

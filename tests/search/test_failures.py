@@ -11,16 +11,13 @@ import torch
 from dnc_mlp.space import MLPSpace
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
+from searches import make_search
 from torch import nn
 
-from dnc.plugins import DataSpec, UserError
-from dnc.search import Search, SearchSettings, StageSpec
+from dnc.plugins import DataSpec
+from dnc.search import BOSettings, StageSpec, TrialsFailed
 from dnc.search.cost import NumParams
-from dnc.search.samplers import BOSettings
-from dnc.tracking.console import SearchConsole
-from dnc.tracking.mlflow_tracker import Tracker
-from dnc.train.datasets import Digits
-from dnc.train.trainer import TrainerSettings
+from dnc.tracking.mlflow_tracker import MlflowTracker
 
 
 class _Blowup(nn.Module):
@@ -40,24 +37,18 @@ class DivergingMLP(MLPSpace):
         return model
 
 
-def _search(tmp_path, space, trials=6, max_failures=10) -> Search:
-    settings = SearchSettings(
+def _search(tmp_path, space, trials=6, max_failures=10):
+    return make_search(
+        tmp_path,
         name="fail",
         stages=(StageSpec("core", groups=("core",), trials=trials),),
-        sampler="random",
         bo=BOSettings(prior_states=trials, steps=0),
         seed=1,
-        storage_url=f"sqlite:///{tmp_path}/s.db",
         max_failures_in_a_row=max_failures,
-    )
-    return Search(
-        settings,
         space=space,
-        dataset=Digits(),
         cost=NumParams(),
-        trainer=TrainerSettings(epochs=1),
-        console=SearchConsole(quiet=True),
-        tracker=Tracker(f"sqlite:///{tmp_path}/mlflow.db"),
+        epochs=1,
+        observers=[MlflowTracker(f"sqlite:///{tmp_path}/mlflow.db")],
     )
 
 
@@ -81,7 +72,7 @@ def test_nan_trial_is_failed_with_reason_and_search_goes_on(tmp_path):
 
 def test_a_search_where_every_trial_fails_stops_with_a_clear_error(tmp_path):
     search = _search(tmp_path, DivergingMLP(hidden_layers=(2, 2)), trials=6, max_failures=3)
-    with pytest.raises(UserError, match="3 trials in a row failed"):
+    with pytest.raises(TrialsFailed, match="3 trials in a row failed"):
         search.run()
     study = optuna.load_study(study_name="fail/core", storage=f"sqlite:///{tmp_path}/s.db")
     assert len(study.get_trials(states=(TrialState.FAIL,))) == 3

@@ -8,13 +8,11 @@ import optuna
 import pytest
 from dnc_mlp.space import MLPSpace
 
-from dnc.search import Search, SearchSettings, StageSpec, open_storage, ranked_trials
+from dnc.search import BOSettings, Search, SearchSettings, StageSpec, open_storage, ranked_trials
 from dnc.search.cost import TEpoch
 from dnc.search.objective import performance_term, search_loss
-from dnc.search.samplers import BOSettings
-from dnc.tracking.console import SearchConsole
 from dnc.train.datasets import Digits
-from dnc.train.trainer import TrainerSettings
+from dnc.train.settings import TrainerSettings
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +23,8 @@ def storage_url(tmp_path_factory):
         name="rs",
         wc=0.1,
         sampler="random",
-        seed=3,
         stages=(StageSpec("core", groups=("core", "train"), trials=8),),
         bo=BOSettings(prior_states=8, steps=0),
-        storage_url=url,
     )
     Search(
         settings,
@@ -36,7 +32,8 @@ def storage_url(tmp_path_factory):
         dataset=Digits(),
         cost=TEpoch(),
         trainer=TrainerSettings(epochs=2),
-        console=SearchConsole(quiet=True),
+        storage=url,
+        seed=3,
     ).run()
     return url
 

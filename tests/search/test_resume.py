@@ -110,31 +110,3 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path):
     assert len(searches) == 1 and searches[0].info.status == "FINISHED"
     killed_run = client.get_run(killed[0].user_attrs["mlflow_run_id"])
     assert killed_run.info.status == "KILLED"
-
-
-def test_a_trial_orphaned_before_its_first_heartbeat_is_failed(tmp_path: Path):
-    """A worker killed between creating a trial and its first heartbeat leaves a RUNNING trial
-    that Optuna's heartbeat never fails; the search fails it after the grace period."""
-    from dnc_mlp.space import MLPSpace
-
-    from dnc.search import Search, SearchSettings
-    from dnc.search.cost import NumParams
-    from dnc.train.datasets import Digits
-    from dnc.train.trainer import TrainerSettings
-
-    search = Search(
-        SearchSettings(
-            name="o", storage_url=f"sqlite:///{tmp_path}/o.db", heartbeat_interval=1, grace_period=2
-        ),
-        space=MLPSpace(),
-        dataset=Digits(),
-        cost=NumParams(),
-        trainer=TrainerSettings(epochs=1),
-    )
-    study = optuna.create_study(study_name="o/core", storage=search.storage)
-    orphan = study.ask()  # RUNNING, no heartbeat, no worker mark
-    search._fail_dead_trials(study)
-    assert study.trials[orphan.number].state == TrialState.RUNNING  # not yet: within grace
-    time.sleep(2.5)
-    search._fail_dead_trials(study)
-    assert study.trials[orphan.number].state == TrialState.FAIL

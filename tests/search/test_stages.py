@@ -5,71 +5,45 @@ from __future__ import annotations
 
 import optuna
 import pytest
-from dnc_mlp.space import MLPSpace
-from mlflow.tracking import MlflowClient
-from optuna.trial import TrialState
+from optuna.distributions import CategoricalDistribution
+from searches import make_search, trials
 
-from dnc.plugins import UserError
-from dnc.search import Search, SearchSettings, StageSpec, open_storage, ranked_trials
-from dnc.search.cost import TEpoch
-from dnc.search.samplers import BOSettings
-from dnc.search.stages import candidate_key
-from dnc.tracking.console import SearchConsole
-from dnc.tracking.mlflow_tracker import Tracker
-from dnc.train.datasets import Digits
-from dnc.train.trainer import TrainerSettings
-
-PAPER = (
-    StageSpec("core", groups=("core",)),
-    StageSpec("arch", kind="grid"),
-    StageSpec("train", groups=("train",)),
-)
+from dnc.plugins import UserError, candidate_key
+from dnc.search import BOSettings, SearchSettings, StageSpec, open_storage, ranked_trials
+from dnc.search.events import SearchObserver
+from dnc.search.stages import make_stage
 
 
-def make_search(tmp_path, stages=PAPER, name="s", tracker=False, **kw) -> Search:
-    kw.setdefault("bo", BOSettings(prior_states=3, steps=1))
-    settings = SearchSettings(
-        name=name,
-        stages=stages,
-        sampler="random",
-        seed=7,
-        storage_url=f"sqlite:///{tmp_path}/s.db",
-        **kw,
-    )
-    return Search(
-        settings,
-        space=MLPSpace(activations=("relu", "tanh", "elu")),
-        dataset=Digits(),
-        cost=TEpoch(),
-        trainer=TrainerSettings(epochs=2),
-        console=SearchConsole(quiet=True),
-        output_dir=tmp_path / "run",
-        tracker=Tracker(f"sqlite:///{tmp_path}/mlflow.db") if tracker else None,
-    )
+class Recorder(SearchObserver):
+    """Records the names of the events a search sends, in order."""
 
+    def __init__(self) -> None:
+        self.events: list[str] = []
 
-def trials(tmp_path, study: str, states=(TrialState.COMPLETE,)):
-    return optuna.load_study(study_name=study, storage=f"sqlite:///{tmp_path}/s.db").get_trials(
-        states=states
-    )
+    def __getattribute__(self, name: str):
+        if name.endswith(("_started", "_finished", "_tested", "_abandoned")):
+            events = object.__getattribute__(self, "events")
+            return lambda event: events.append(name)
+        return object.__getattribute__(self, name)
 
 
 @pytest.fixture(scope="module")
 def paper(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("paper")
-    result = make_search(tmp, tracker=True, final_test=True, num_best=3).run()
-    return tmp, result
+    recorder = Recorder()
+    result = make_search(tmp, final_test=True, num_best=3, observers=[recorder]).run()
+    return tmp, result, recorder
 
 
 def test_each_stage_is_a_study_named_search_slash_stage(paper):
-    tmp, _ = paper
+    tmp, _, _ = paper
     names = [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp}/s.db")]
     assert names == ["s/core", "s/arch", "s/train"]
     assert len(trials(tmp, "s/core")) == 4 and len(trials(tmp, "s/train")) == 4
 
 
 def test_grid_tries_every_variant_once_and_skips_what_was_tried(paper):
-    tmp, _ = paper
+    tmp, _, _ = paper
     grid = trials(tmp, "s/arch")
     by_sub: dict[str, list] = {}
     for t in grid:
@@ -87,7 +61,7 @@ def test_grid_tries_every_variant_once_and_skips_what_was_tried(paper):
 
 
 def test_the_best_so_far_is_carried_between_stages(paper):
-    tmp, _ = paper
+    tmp, _, _ = paper
     storage = open_storage(f"sqlite:///{tmp}/s.db")
     core_best = min(trials(tmp, "s/core"), key=lambda t: t.value).user_attrs["candidate"]
     arch = trials(tmp, "s/arch")
@@ -114,57 +88,49 @@ def test_the_best_so_far_is_carried_between_stages(paper):
 
 
 def test_num_best_and_final_test(paper):
-    tmp, result = paper
+    tmp, result, recorder = paper
     assert len(result.best) == 3
     assert set(result.test_acc) == {f"{r.stage}/{r.number}" for r in result.best}
     assert all(0 <= acc <= 100 for acc in result.test_acc.values())
     assert max(result.test_acc.values()) > 50  # retrained on train + val, digits is easy
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
-    runs = client.search_runs(
-        [client.get_experiment_by_name("dnc").experiment_id],
-        filter_string="tags.`dnc.kind` = 'trial'",
-        max_results=500,
-    )
-    tested = [r for r in runs if "final_test_acc" in r.data.metrics]
-    assert len(tested) == 3
+    assert recorder.events.count("final_tested") == 3
 
 
-def test_mlflow_structure_search_stage_trial(paper):
-    tmp, _ = paper
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id], max_results=500)
-    kinds = {r.info.run_id: r.data.tags["dnc.kind"] for r in runs}
-    search = [r for r in runs if kinds[r.info.run_id] == "search"]
-    stages = [r for r in runs if kinds[r.info.run_id] == "stage"]
-    assert len(search) == 1 and sorted(r.data.tags["stage"] for r in stages) == [
-        "arch",
-        "core",
-        "train",
-    ]
-    for st in stages:
-        assert st.data.tags["mlflow.parentRunId"] == search[0].info.run_id
-    stage_ids = {r.info.run_id: r.data.tags["stage"] for r in stages}
-    for r in runs:
-        if kinds[r.info.run_id] == "trial":
-            assert stage_ids[r.data.tags["mlflow.parentRunId"]] == r.data.tags["stage"]
-            assert r.data.tags["dnc.search_run_id"] == search[0].info.run_id
+def test_observers_hear_every_step_in_order(paper):
+    tmp, _, recorder = paper
+    ev = recorder.events
+    assert ev[0] == "search_started" and ev[-1] == "search_finished"
+    assert ev.count("stage_started") == ev.count("stage_finished") == 3
+    assert ev.count("substage_started") == 2  # MLP: activation, dropout
+    finished = sum(len(trials(tmp, f"s/{s}")) for s in ("core", "arch", "train"))
+    assert ev.count("trial_started") == ev.count("trial_finished") == finished
+    assert ev.index("final_tested") > max(i for i, e in enumerate(ev) if e == "stage_finished")
 
 
-def test_tbar_auto_is_recorded_on_the_study_and_the_run(paper):
-    tmp, _ = paper
+def test_tbar_auto_is_recorded_on_the_study(paper):
+    tmp, _, _ = paper
     study = optuna.load_study(study_name="s/core", storage=f"sqlite:///{tmp}/s.db")
     tbar = study.user_attrs["dnc.cost"]["kwargs"]["tbar_epoch"]
     assert isinstance(tbar, float) and 0 < tbar < 60
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp}/mlflow.db")
-    run = client.search_runs(
-        [client.get_experiment_by_name("dnc").experiment_id],
-        filter_string="tags.`dnc.kind` = 'search'",
-    )[0]
-    assert str(tbar) in run.data.params["cost_settings"]
+
+
+def test_grid_trials_carry_their_varied_choices_as_optuna_params(paper):
+    tmp, _, _ = paper
+    for t in trials(tmp, "s/arch"):
+        varied = "activation" if t.user_attrs["substage"] == "activation" else "dropout"
+        assert list(t.params) == [varied]
+        assert t.params[varied] == t.user_attrs["candidate"][varied]
+        dist = t.distributions[varied]
+        assert isinstance(dist, CategoricalDistribution)
+        assert t.user_attrs["candidate"][varied] in dist.choices
+    frame = optuna.load_study(
+        study_name="s/arch", storage=f"sqlite:///{tmp}/s.db"
+    ).trials_dataframe()
+    assert {"params_activation", "params_dropout"} <= set(frame.columns)
 
 
 def test_a_finished_search_run_again_trains_nothing(paper):
-    tmp, _ = paper
+    tmp, _, _ = paper
     before = {s: len(trials(tmp, f"s/{s}", states=None)) for s in ("core", "arch", "train")}
     make_search(tmp, final_test=True, num_best=3).run()
     after = {s: len(trials(tmp, f"s/{s}", states=None)) for s in ("core", "arch", "train")}
@@ -198,10 +164,8 @@ def test_unknown_grid_substage_is_a_user_error(tmp_path):
         make_search(tmp_path, stages=stages).run()
 
 
-def test_bad_stage_settings_are_user_errors():
-    with pytest.raises(UserError, match="kind"):
-        StageSpec("x", kind="anneal")
-    with pytest.raises(UserError, match="groups"):
-        StageSpec("x", groups=("everything",))
-    with pytest.raises(UserError, match="unique"):
-        SearchSettings(name="s", stages=(StageSpec("a"), StageSpec("a")))
+def test_an_unknown_stage_kind_names_the_kinds():
+    with pytest.raises(UserError, match=r"kind='anneal': choose one of bo, grid"):
+        make_stage(StageSpec("x", kind="anneal"), SearchSettings())
+    with pytest.raises(UserError, match="groups is empty"):
+        make_stage(StageSpec("x", groups=()), SearchSettings())

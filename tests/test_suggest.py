@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnc.search.suggest import UniformSuggest
+from dnc.suggest import UniformSuggest
 
 
 def answer(u: float, kind: str):
@@ -20,8 +20,13 @@ def answer(u: float, kind: str):
     return s.categorical("act", ["relu", "tanh", "elu"], group="arch", default="relu")
 
 
-BOUNDS = {"int": (3, 9), "log_int": (16, 512), "float": (0.5, 2.5), "log_float": (1e-5, 1e-1),
-          "categorical": ("relu", "elu")}
+BOUNDS = {
+    "int": (3, 9),
+    "log_int": (16, 512),
+    "float": (0.5, 2.5),
+    "log_float": (1e-5, 1e-1),
+    "categorical": ("relu", "elu"),
+}
 
 
 @pytest.mark.parametrize("kind", sorted(BOUNDS))

@@ -1,0 +1,116 @@
+"""Candidates drawn through a space's own define-by-run sampling, for the ramp BO.
+
+Each searched parameter reads its own coordinate of a row of uniforms (``CoordinateSuggest``),
+whatever the depth of the candidate (as the original's ``get_states`` gives each key its own
+Sobol column), so dynamic bounds such as channels in ``[c_prev, 2 c_prev]`` hold and the lr of
+every prior state comes from the same, stratified, dimension.
+
+- ``prior(i)``: the ``i``-th point of a scrambled, seeded Sobol sequence;
+- ``explore(i)``: ``explore`` uniform rows, each numeric parameter at one of its bounds with
+  probability ``at_bounds`` (a uniform draw never lands on a bound, yet the best lr or the
+  cheapest width often lies there).
+
+Everything random derives from ``seed`` and the trial number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Hashable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from dnc.plugins import Candidate, SearchSpace, candidate_key
+from dnc.suggest import CoordinateSuggest, ParamRecord
+
+Draw = tuple[Candidate, dict[str, Any]]
+"""A drawn candidate and its searched params."""
+
+
+class CandidateDraws:
+    """Draws candidates of ``space`` over the searched parameters ``records`` (from
+    ``probe_space``), the rest held at ``base``."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        active: Collection[str] | None,
+        base: Mapping[str, Any],
+        records: Mapping[str, ParamRecord],
+        *,
+        seed: int,
+        prior_states: int,
+        explore: int,
+        at_bounds: float,
+    ) -> None:
+        self.space = space
+        self.seed = seed
+        self.prior_states = prior_states
+        self.explore_size = explore
+        self.at_bounds = at_bounds
+        coordinate = {name: i for i, name in enumerate(records)}
+        self.dims = min(max(len(coordinate), 1), torch.quasirandom.SobolEngine.MAXDIM)
+        self.numeric = np.zeros(self.dims, dtype=bool)  # columns of int and float parameters
+        for name, index in coordinate.items():
+            if index < self.dims and records[name].kind != "categorical":
+                self.numeric[index] = True
+        self._suggest = CoordinateSuggest(coordinate, active, base)
+        self._sobol: torch.Tensor | None = None
+
+    def sample(self, row: Sequence[float]) -> Draw:
+        """Push one row of uniforms (one per parameter) through the space."""
+        return self._suggest.sample(self.space, row)
+
+    def random(self, number: int) -> Draw:
+        """One uniform draw for trial ``number``."""
+        return self.sample(np.random.default_rng([self.seed, number]).random(self.dims).tolist())
+
+    def prior(self, number: int, taken: set[Hashable]) -> tuple[Candidate, dict[str, Any], bool]:
+        """Trial ``number``'s Sobol point, or a random draw where that lands on a ``taken``
+        candidate (integer rounding); the flag is False when every draw was taken."""
+        candidate, params = self.sample(self._sobol_point(number))
+        if candidate_key(candidate) not in taken:
+            return candidate, params, True
+        rng = np.random.default_rng([self.seed, number, 1])
+        for _ in range(100):
+            candidate, params = self.sample(rng.random(self.dims).tolist())
+            if candidate_key(candidate) not in taken:
+                return candidate, params, True
+        return candidate, params, False
+
+    def explore(self, number: int, taken: set[Hashable]) -> list[Draw]:
+        """``explore`` random candidates for trial ``number``, less those equal to a ``taken``
+        one or to each other; if none is left, draw again (at most 10 times)."""
+        rng = np.random.default_rng([self.seed, number])
+        for _ in range(10):
+            seen = set(taken)
+            out = []
+            for row in self._random_rows(rng).tolist():
+                candidate, params = self.sample(row)
+                key = candidate_key(candidate)
+                if key not in seen:
+                    seen.add(key)
+                    out.append((candidate, params))
+            if out:
+                return out
+        return []
+
+    def _sobol_point(self, index: int) -> list[float]:
+        count = max(index + 1, self.prior_states)
+        if self._sobol is None or len(self._sobol) < count:
+            engine = torch.quasirandom.SobolEngine(self.dims, scramble=True, seed=self.seed)
+            self._sobol = engine.draw(count, dtype=torch.float64)
+        return self._sobol[index].tolist()
+
+    def _random_rows(self, rng: np.random.Generator) -> np.ndarray:
+        """``explore`` rows of uniforms, one column per parameter, numeric ones at a bound with
+        probability ``at_bounds`` (the space's own, dynamic bounds included)."""
+        rows = rng.random((self.explore_size, self.dims))
+        if self.at_bounds > 0 and self.numeric.any():
+            edge = (rng.random(rows.shape) < self.at_bounds) & self.numeric
+            rows = np.where(edge, (rng.random(rows.shape) < 0.5).astype(float), rows)
+        return rows
+
+
+__all__ = ["CandidateDraws", "Draw"]

@@ -1,0 +1,215 @@
+"""The GPs of a ramp-BO step and the acquisition that scores candidates with them.
+
+``RampGPs`` builds BoTorch ``SingleTaskGP`` models with the ramp ``CandidateKernel`` (outcomes
+standardised), with the paper's fixed hyperparameters or fitted by marginal likelihood
+(warm-started from the previous step), and composes the acquisition:
+
+- **loss** (the paper): one GP on the trial values; ``LogExpectedImprovement``, or
+  ``qLogExpectedImprovement`` when running trials enter as ``X_pending``;
+- **split**: one GP on ``log10 fp`` and one on ``log10 fc``; ``qLogExpectedImprovement`` of the
+  loss they compose, ``-log10(10**a + wc 10**b)``, through a ``GenericMCObjective`` (with
+  ``wc = 0``, the fp GP alone).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from dnc.bo.candidate_kernel import CandidateKernel
+from dnc.bo.encoding import CandidateEncoder
+
+if TYPE_CHECKING:
+    from botorch.acquisition import AcquisitionFunction
+    from botorch.models import SingleTaskGP
+
+log = logging.getLogger(__name__)
+
+
+def log10_floored(values: Sequence[float]) -> torch.Tensor:
+    """``log10`` of non-negative figures as an ``n x 1`` column; a 0 (a perfect validation
+    accuracy, say) becomes half the least positive value seen (or 1e-4), so one lucky trial is
+    not an outlier decades below the rest."""
+    positive = [v for v in values if v > 0]
+    floor = min(positive) / 2 if positive else 1e-4
+    return torch.tensor([max(v, floor) for v in values], dtype=torch.float64).log10().unsqueeze(-1)
+
+
+@dataclass
+class Acquisition:
+    """An acquisition ready to score ``explore x 1 x d`` candidates, what it models (``split``
+    or ``loss``), and its GPs by name (``loss``, or ``fp`` and ``fc``)."""
+
+    function: AcquisitionFunction
+    model: str
+    gps: dict[str, SingleTaskGP]
+
+    def kernels(self) -> dict[str, dict[str, list[float]]]:
+        """Each GP's candidate-kernel ``omega`` per part and weights (after a fit)."""
+        out = {}
+        for name, gp in self.gps.items():
+            covar = gp.covar_module
+            out[name] = {
+                "omega": [float(k.omega.detach()) for k in covar.kernels],
+                "weights": covar.weights.detach().tolist(),
+            }
+        return out
+
+
+class RampGPs:
+    """Builds the GPs of every step of one sampler (which keeps it for its whole life).
+
+    Args:
+        encoder: lays candidates out as rows and builds the candidate kernel.
+        fit_kernel: fit ``omega``, weights, noise and mean by marginal likelihood each step.
+        noise: noise variance on the standardised outcome when not fitted.
+        omega: the kernels' ``omega`` (the start of each fit with ``fit_kernel``).
+        mc_samples: quasi-MC samples of ``qLogExpectedImprovement``.
+    """
+
+    def __init__(
+        self,
+        encoder: CandidateEncoder,
+        *,
+        fit_kernel: bool,
+        noise: float,
+        omega: float,
+        mc_samples: int = 128,
+    ) -> None:
+        self.encoder = encoder
+        self.fit_kernel = fit_kernel
+        self.noise = noise
+        self.omega = omega
+        self.mc_samples = mc_samples
+        self._fitted: dict[str, dict[str, torch.Tensor]] = {}  # last fit per outcome: warm start
+        self._fixed_kernel: CandidateKernel | None = None
+
+    def acquisition(
+        self,
+        train_x: torch.Tensor,
+        targets: Sequence[float],
+        *,
+        parts: Sequence[tuple[float, float]] | None = None,
+        wc: float = 0.0,
+        x_pending: torch.Tensor | None = None,
+        seed: int = 0,
+    ) -> Acquisition:
+        """Log-EI on ``n x d`` finished candidates. ``targets`` are maximised (the negated
+        loss); with ``parts`` (each trial's ``(fp, fc)``) the split model for ``wc``."""
+        from botorch.acquisition import LogExpectedImprovement, qLogExpectedImprovement
+        from botorch.sampling import SobolQMCNormalSampler
+
+        mc = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=seed)
+        if parts is not None:
+            model, objective, best_f, gps = self.split(train_x, parts, wc)
+            split = qLogExpectedImprovement(
+                model, best_f=best_f, objective=objective, X_pending=x_pending, sampler=mc
+            )
+            return Acquisition(split, "split", gps)
+        train_y = torch.tensor(list(targets), dtype=torch.float64).unsqueeze(-1)
+        gp = self.fit(train_x, train_y)
+        acq: AcquisitionFunction
+        if x_pending is not None:
+            acq = qLogExpectedImprovement(gp, best_f=train_y.max(), X_pending=x_pending, sampler=mc)
+        else:
+            acq = LogExpectedImprovement(gp, best_f=train_y.max())
+        return Acquisition(acq, "loss", {"loss": gp})
+
+    def split(
+        self, train_x: torch.Tensor, parts: Sequence[tuple[float, float]], wc: float
+    ) -> tuple[Any, Any, float, dict[str, SingleTaskGP]]:
+        """The split model: GPs on ``log10 fp`` (and ``log10 fc`` when ``wc > 0``), the model
+        the acquisition reads, the MC objective ``-log10(fp + wc * fc)`` on its samples, the
+        objective's best value so far, and the GPs by name."""
+        from botorch.acquisition.objective import GenericMCObjective
+        from botorch.models import ModelListGP
+
+        log_fp = log10_floored([p[0] for p in parts])
+        if wc == 0:
+
+            def negative_log_fp(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
+                return -samples[..., 0]
+
+            fp = self.fit(train_x, log_fp, "fp")
+            return fp, GenericMCObjective(negative_log_fp), float(-log_fp.min()), {"fp": fp}
+        log_fc = log10_floored([p[1] for p in parts])
+        gps = {"fp": self.fit(train_x, log_fp, "fp"), "fc": self.fit(train_x, log_fc, "fc")}
+        # -log10(10**a + wc 10**b), as a log-sum-exp in base e (no overflow, and cheaper).
+        ln10, ln_wc = math.log(10.0), math.log(wc)
+
+        def negative_loss(samples: torch.Tensor, X: Any = None) -> torch.Tensor:
+            both = torch.logaddexp(samples[..., 0] * ln10, samples[..., 1] * ln10 + ln_wc)
+            return both * (-1.0 / ln10)
+
+        best = float(negative_loss(torch.cat([log_fp, log_fc], dim=-1)).max())
+        return ModelListGP(gps["fp"], gps["fc"]), GenericMCObjective(negative_loss), best, gps
+
+    def kernel(self) -> CandidateKernel:
+        """The candidate kernel of the next GP: with fixed hyperparameters one instance for
+        every GP, so the GPs of a step (the split model's two, on the same trials) compute each
+        covariance block once (``CandidateKernel`` remembers recent blocks); a new one to fit."""
+        if self.fit_kernel:
+            return self.encoder.kernel(omega=self.omega)
+        if self._fixed_kernel is None:
+            self._fixed_kernel = self.encoder.kernel(omega=self.omega)
+        return self._fixed_kernel
+
+    def fit(self, train_x: torch.Tensor, train_y: torch.Tensor, name: str = "loss") -> SingleTaskGP:
+        """A ``SingleTaskGP`` with the ramp kernel on ``n x d`` inputs and ``n x 1`` outcomes,
+        standardised; hyperparameters fixed, or fitted with ``fit_kernel`` (warm-started from
+        the last fit of the outcome called ``name``)."""
+        from botorch.models import SingleTaskGP
+        from botorch.models.transforms.outcome import Standardize
+        from gpytorch.constraints import GreaterThan
+        from gpytorch.likelihoods import GaussianLikelihood
+
+        kernel = self.kernel()
+        if not self.fit_kernel:
+            likelihood = GaussianLikelihood(noise_constraint=GreaterThan(1e-9))
+            likelihood.noise = self.noise
+            model = SingleTaskGP(
+                train_x,
+                train_y,
+                likelihood=likelihood,
+                covar_module=kernel,
+                outcome_transform=Standardize(m=1),
+            )
+            return model.eval()
+        model = SingleTaskGP(
+            train_x, train_y, covar_module=kernel, outcome_transform=Standardize(m=1)
+        )
+        self._fit_mll(model, name)
+        return model.eval()
+
+    def _fit_mll(self, model: SingleTaskGP, name: str) -> None:
+        """Maximise the marginal likelihood, starting from the previous step's fit (the data
+        grew by about one trial, so this converges in a few iterations) or the paper's values."""
+        from botorch.exceptions.errors import ModelFittingError
+        from botorch.fit import fit_gpytorch_mll
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        start = {k: v.clone() for k, v in model.state_dict().items()}
+        if name in self._fitted:
+            try:
+                model.load_state_dict(self._fitted[name], strict=False)
+            except RuntimeError:  # another feature set (a sampler shared across stages)
+                model.load_state_dict(start)
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit_gpytorch_mll(mll)
+        except ModelFittingError as err:
+            log.warning("RampBOSampler: kernel fit failed (%s); using the paper's values", err)
+            model.load_state_dict(start)
+            return
+        self._fitted[name] = {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+__all__ = ["Acquisition", "RampGPs", "log10_floored"]

@@ -1,0 +1,200 @@
+"""The typed configuration of ``python -m dnc``: Hydra schemas made of dnc's own settings
+dataclasses, and ``build``, which turns a composed config into a ready ``Search``.
+
+``DncConfig`` is registered in Hydra's ``ConfigStore`` as ``dnc_schema`` and heads the defaults
+list of ``conf/config.yaml``, so every file of the ``search``, ``trainer``, ``storage`` and
+``tracking`` groups (yours too) is merged onto ``SearchSettings``, ``TrainerSettings``,
+``StorageSettings`` and ``TrackingSettings``: a misspelt key is an error, a value of the wrong
+type is an error, and the YAML files carry only what differs from the dataclass defaults. The
+plugin groups (``dataset``, ``search_space``, ``cost``) are checked against the constructor
+their ``_target_`` names when instantiated.
+
+This is the only module (with the entry points) that sees a ``DictConfig``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from dnc.bo.settings import BOSettings
+from dnc.plugins import UserError
+from dnc.search.settings import SearchSettings, StageSpec, StorageSettings
+from dnc.tracking.settings import TrackingSettings
+from dnc.train.settings import TrainerSettings
+
+if TYPE_CHECKING:
+    from dnc.search.search import Search
+    from dnc.tracking.mlflow_tracker import MlflowTracker
+
+
+def _schema(cls: type) -> Any:
+    """A default for a typed group: the class itself, so that OmegaConf reads its field
+    defaults without constructing (and validating) an instance at every Hydra start."""
+    return field(default_factory=lambda: cls)
+
+
+@dataclass
+class DncConfig:
+    """The whole configuration: three plugin groups (free-form, each with a ``_target_``),
+    four typed groups, and the seed. Only a schema: ``build`` converts each group."""
+
+    dataset: Any = MISSING
+    search_space: Any = MISSING
+    cost: Any = MISSING
+    search: SearchSettings = _schema(SearchSettings)
+    trainer: TrainerSettings = _schema(TrainerSettings)
+    storage: StorageSettings = _schema(StorageSettings)
+    tracking: TrackingSettings = _schema(TrackingSettings)
+    seed: int = 0
+
+
+SCHEMAS: dict[str, tuple[type, str]] = {
+    "DncConfig": (DncConfig, ""),
+    "SearchSettings": (SearchSettings, "search"),
+    "StageSpec": (StageSpec, "search.stages[i]"),
+    "BOSettings": (BOSettings, "search.bo"),
+    "TrainerSettings": (TrainerSettings, "trainer"),
+    "StorageSettings": (StorageSettings, "storage"),
+    "TrackingSettings": (TrackingSettings, "tracking"),
+}
+"""The typed nodes by class name (Hydra's messages name them) and where they sit in the
+config, for error messages."""
+
+
+def register() -> None:
+    """Store the schema in Hydra's ``ConfigStore`` (idempotent). The settings dataclasses are
+    frozen; their config nodes are made writable so that overrides apply."""
+    from hydra.core.config_store import ConfigStore
+
+    node = OmegaConf.structured(DncConfig)
+    _writable(node)
+    ConfigStore.instance().store(name="dnc_schema", node=node)
+
+
+def _writable(node: Any) -> None:
+    OmegaConf.set_readonly(node, False)
+    if isinstance(node, DictConfig):
+        for key in node.keys():
+            child = node._get_node(key)
+            if OmegaConf.is_config(child):
+                _writable(child)
+    elif OmegaConf.is_list(node):
+        for child in node:
+            if OmegaConf.is_config(child):
+                _writable(child)
+
+
+def valid_keys(schema: str) -> list[str]:
+    """The field names of a typed node, by its class name (empty when unknown)."""
+    cls = SCHEMAS.get(schema, (None, ""))[0]
+    return [f.name for f in fields(cls)] if cls is not None and is_dataclass(cls) else []
+
+
+def schema_path(schema: str) -> str:
+    """Where a typed node sits in the config (``search.bo``), by its class name."""
+    return SCHEMAS.get(schema, (None, ""))[1]
+
+
+def typed(node: DictConfig, cls: type[Any]) -> Any:
+    """The settings dataclass of a typed group (its ``__post_init__`` checks the values)."""
+    try:
+        value = OmegaConf.to_object(node)
+    except UserError:
+        raise
+    except Exception as err:  # OmegaConf wraps what __post_init__ raised
+        cause = err.__cause__ or err.__context__
+        if isinstance(cause, UserError):
+            raise cause from None
+        raise UserError(str(err).splitlines()[0]) from err
+    assert isinstance(value, cls)
+    return value
+
+
+def instantiate(node: DictConfig, contract: type, group: str) -> Any:
+    """Instantiate a plugin group (``dataset``, ``search_space``, ``cost``) and check that the
+    object implements its contract; an unknown key names the valid ones."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import get_class, instantiate
+
+    from dnc.plugins import check_plugin
+
+    target = node.get("_target_")
+    try:
+        obj = instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, UserError):
+            raise cause from None
+        detail = str(cause or err).strip().splitlines()[-1]
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in detail:
+            key = detail.rsplit("'", 2)[-2] if detail.count("'") >= 2 else "?"
+            params = inspect.signature(get_class(str(target))).parameters
+            valid = [p for p in params if p not in ("self", "args", "kwargs")]
+            raise UserError(
+                f"{group}.{key}: unknown key for {target}; valid keys: {', '.join(valid)}"
+            ) from err
+        raise UserError(f"{group}: cannot instantiate {target!r}: {detail}") from err
+    check_plugin(obj, contract, group)
+    return obj
+
+
+def build(
+    cfg: DictConfig,
+    *,
+    output_dir: str | None = None,
+    resume_hint: str = "",
+    log_file: str | None = None,
+) -> tuple[Search, MlflowTracker | None]:
+    """The search ``cfg`` describes, and its MLflow tracker (not connected yet: the caller
+    connects it once the data has loaded). Every setting is checked here, cheapest first,
+    before any data is loaded; ``UserError`` for the first bad one."""
+    from dnc.plugins import CostEvaluator, Dataset, SearchSpace
+
+    settings = typed(cfg.search, SearchSettings)
+    storage = typed(cfg.storage, StorageSettings)
+    tracking = typed(cfg.tracking, TrackingSettings)
+    dataset = instantiate(cfg.dataset, Dataset, "dataset")
+    dataset.check()
+    space = instantiate(cfg.search_space, SearchSpace, "search_space")
+    cost = instantiate(cfg.cost, CostEvaluator, "cost")
+    trainer = typed(cfg.trainer, TrainerSettings)
+
+    from dnc.search.search import Search
+    from dnc.tracking.console import SearchConsole
+    from dnc.tracking.mlflow_tracker import MlflowTracker
+
+    tracker = (
+        MlflowTracker(tracking.uri, tracking.experiment, connect=False) if tracking.uri else None
+    )
+    console = SearchConsole(
+        tracking=tracking.uri or "", describe_candidate=space.describe, log_file=log_file
+    )
+    search = Search(
+        settings,
+        space=space,
+        dataset=dataset,
+        cost=cost,
+        trainer=trainer,
+        storage=storage,
+        seed=int(cfg.seed),
+        observers=[console, *([tracker] if tracker else [])],
+        output_dir=output_dir,
+        resume_hint=resume_hint,
+    )
+    return search, tracker
+
+
+__all__ = [
+    "SCHEMAS",
+    "DncConfig",
+    "build",
+    "instantiate",
+    "register",
+    "schema_path",
+    "typed",
+    "valid_keys",
+]

@@ -1,0 +1,156 @@
+"""What a search writes on its Optuna studies and trials, and typed readers of it.
+
+Optuna storage is the source of truth: every decision of a search is read back from these
+attributes, in any process (a resumed search, another worker, ``dnc.report``). Their names are
+defined here once.
+
+On a trial (``user_attrs``): ``candidate`` (the whole candidate: params plus held values),
+``figures`` (raw figures: ``best_val_acc``, ``t_epoch``, ``numparams``, ``epochs_run`` and the
+cost evaluator's), ``stage``, ``substage`` (grid), ``worker`` (host:pid), ``fail_reason`` (a
+trial that failed on its own), ``mlflow_run_id``.
+
+On a stage's study (``user_attrs``): ``dnc.settings`` (the search's settings), ``dnc.cost``
+(the cost evaluator and its calibrated normaliser; on the first stage's study),
+``dnc.base.<stage or sub-stage>`` (the candidate it holds fixed), ``dnc.finished``,
+``dnc.final_test`` (test accuracies, on the last stage's study), ``mlflow_parent_run_id`` and
+``mlflow_stage_run_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import FrozenTrial, TrialState
+
+from dnc.plugins import Candidate, candidate_key
+
+# -- trial attributes -------------------------------------------------------------------------
+CANDIDATE = "candidate"
+FIGURES = "figures"
+STAGE = "stage"
+SUBSTAGE = "substage"
+WORKER = "worker"
+FAIL_REASON = "fail_reason"
+MLFLOW_RUN = "mlflow_run_id"
+
+# -- study attributes -------------------------------------------------------------------------
+SETTINGS = "dnc.settings"
+COST = "dnc.cost"
+BASE = "dnc.base."
+FINISHED = "dnc.finished"
+FINAL_TEST = "dnc.final_test"
+MLFLOW_SEARCH_RUN = "mlflow_parent_run_id"
+MLFLOW_STAGE_RUN = "mlflow_stage_run_id"
+
+ALWAYS_FIGURES = ("best_val_acc", "t_epoch", "numparams", "epochs_run")
+"""Figures every trial records (more come from the cost evaluator)."""
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A finished trial as reports show it: where it came from, its search loss, figures and
+    candidate."""
+
+    stage: str
+    number: int
+    loss: float
+    figures: Mapping[str, float]
+    candidate: Mapping[str, Any]
+    substage: str = ""
+
+    @property
+    def found_by(self) -> str:
+        """The stage (and grid sub-stage) that found this candidate."""
+        return f"{self.stage}:{self.substage}" if self.substage else self.stage
+
+    @property
+    def key(self) -> str:
+        """``<stage>/<number>``: how results and the final test name a trial."""
+        return f"{self.stage}/{self.number}"
+
+
+def candidate(trial: FrozenTrial) -> Candidate | None:
+    """The trial's whole candidate (``None`` before it has one)."""
+    value = trial.user_attrs.get(CANDIDATE)
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def figures(trial: FrozenTrial) -> dict[str, float] | None:
+    """The trial's raw figures (``None`` unless it finished training)."""
+    value = trial.user_attrs.get(FIGURES)
+    return dict(value) if isinstance(value, Mapping) else None
+
+
+def fail_reason(trial: FrozenTrial) -> str | None:
+    """Why the trial failed on its own (``None``: it did not, or its worker died)."""
+    value = trial.user_attrs.get(FAIL_REASON)
+    return None if value is None else str(value)
+
+
+def counts_against_budget(trial: FrozenTrial) -> bool:
+    """Finished trials use up a stage's budget: completed ones, and failed ones that failed on
+    their own (a NaN loss, an error). A trial failed because its worker died (Optuna's
+    heartbeat, or a resumed search) does not: its slot is run again."""
+    if trial.state == TrialState.COMPLETE:
+        return True
+    return trial.state == TrialState.FAIL and FAIL_REASON in trial.user_attrs
+
+
+def in_flight(trial: FrozenTrial) -> bool:
+    """Queued (grid variants) or running, in this worker or another."""
+    return trial.state in (TrialState.WAITING, TrialState.RUNNING)
+
+
+def tried_key(trial: FrozenTrial) -> Any | None:
+    """The candidate identity (``dnc.plugins.candidate_key``) of a trial that used up budget
+    or is in flight; ``None`` for one whose slot is free again or that has no candidate yet."""
+    if not (counts_against_budget(trial) or in_flight(trial)):
+        return None
+    cand = trial.user_attrs.get(CANDIDATE)
+    return candidate_key(cand) if isinstance(cand, Mapping) else None
+
+
+def ranked(trial: FrozenTrial, study_stage: str, loss: float | None = None) -> Ranked | None:
+    """A completed trial with figures as a ``Ranked`` row (``loss``: re-scored; default its
+    value); ``None`` for any other trial."""
+    figs = figures(trial)
+    if trial.state != TrialState.COMPLETE or figs is None or trial.value is None:
+        return None
+    return Ranked(
+        stage=str(trial.user_attrs.get(STAGE, study_stage)),
+        number=trial.number,
+        loss=float(trial.value if loss is None else loss),
+        figures=figs,
+        candidate=candidate(trial) or dict(trial.params),
+        substage=str(trial.user_attrs.get(SUBSTAGE, "")),
+    )
+
+
+__all__ = [
+    "ALWAYS_FIGURES",
+    "BASE",
+    "CANDIDATE",
+    "COST",
+    "FAIL_REASON",
+    "FIGURES",
+    "FINAL_TEST",
+    "FINISHED",
+    "MLFLOW_RUN",
+    "MLFLOW_SEARCH_RUN",
+    "MLFLOW_STAGE_RUN",
+    "SETTINGS",
+    "STAGE",
+    "SUBSTAGE",
+    "WORKER",
+    "Ranked",
+    "candidate",
+    "candidate_key",
+    "counts_against_budget",
+    "fail_reason",
+    "figures",
+    "in_flight",
+    "ranked",
+    "tried_key",
+]

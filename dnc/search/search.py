@@ -1,0 +1,289 @@
+"""``Search``: the stages of a search, one Optuna study each, run in order against one storage.
+
+The algorithm (DESIGN §3): calibrate the cost on this machine; run each stage from the best
+candidate so far (a finished stage is skipped, an unfinished one resumes); retrain the best on
+train + validation for their test accuracy (``final_test``); report the best candidates. Every
+decision is read back from the storage, so a killed search resumes where it stopped and
+several workers can share one storage (DESIGN §6).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from dnc.plugins import CostEvaluator, Dataset, SearchSpace, TensorData
+from dnc.search import records
+from dnc.search.calibration import calibrated
+from dnc.search.driver import Driver, TrialsFailed, best_loss
+from dnc.search.events import (
+    Observers,
+    SearchFinished,
+    SearchObserver,
+    SearchStarted,
+    StageFinished,
+    StageStarted,
+)
+from dnc.search.objective import LossParts
+from dnc.search.results import SearchResult, final_test, recorded_test_acc, write_results
+from dnc.search.settings import SearchSettings, StorageSettings
+from dnc.search.stages import Stage, StageContext, make_stage
+from dnc.search.storage import load, mask_url, open_storage, ranked_trials, study_name
+from dnc.search.trial import TrialRunner
+from dnc.train.settings import TrainerSettings
+
+
+class Search:
+    """Runs the stages of a search against its storage, telling ``observers`` (the console,
+    the MLflow tracker, yours) what happens.
+
+    Example:
+        >>> result = Search(SearchSettings(name="demo"), space=MLPSpace(), dataset=Digits(),
+        ...                 cost=TEpoch(), trainer=TrainerSettings(epochs=3),
+        ...                 storage="sqlite:///demo.db").run()
+        >>> result.best[0].candidate
+    """
+
+    def __init__(
+        self,
+        settings: SearchSettings,
+        *,
+        space: SearchSpace,
+        dataset: Dataset | TensorData,
+        cost: CostEvaluator,
+        trainer: TrainerSettings | None = None,
+        storage: StorageSettings | str = "sqlite:///optuna.db",
+        seed: int = 0,
+        observers: Sequence[SearchObserver] = (),
+        output_dir: str | Path | None = None,
+        resume_hint: str = "",
+    ) -> None:
+        self.settings = settings
+        self.space = space
+        self.dataset = dataset
+        self.cost = cost
+        self.trainer = trainer or TrainerSettings()
+        self.storage_settings = (
+            storage if isinstance(storage, StorageSettings) else StorageSettings(url=storage)
+        )
+        self.seed = seed
+        self.observer = Observers(observers)
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.resume_hint = resume_hint
+        self.stages: list[Stage] = [make_stage(spec, settings) for spec in settings.stages]
+        s = self.storage_settings
+        self.storage = open_storage(
+            s.url, heartbeat_interval=s.heartbeat_interval, grace_period=s.grace_period
+        )
+        self._data: TensorData | None = dataset if isinstance(dataset, TensorData) else None
+        self._placed = False
+
+    # -- the algorithm ------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        """Run (or resume) every stage, then the final test; the best candidates."""
+        data = self.load_data()
+        first = self._study(self.stages[0])
+        self.cost = calibrated(
+            self.cost, first, space=self.space, data=data, trainer=self.trainer, seed=self.seed
+        )
+        self.observer.search_started(
+            SearchStarted(
+                self.settings.name,
+                mask_url(self.storage_settings.url),
+                self._notes(data),
+                self._params(),
+                first,
+            )
+        )
+        test_acc: dict[str, float] = {}
+        finished = False
+        try:
+            for stage in self.stages:
+                self._run_stage(stage, data)
+            if self.settings.final_test:
+                test_acc = self._final_test(data)
+            finished = True
+        finally:
+            result = self._finish(finished, test_acc)
+        return result
+
+    def _run_stage(self, stage: Stage, data: TensorData) -> None:
+        spec = stage.spec
+        study = self._study(stage)
+        if study.user_attrs.get(records.FINISHED):
+            self.observer.message(f"stage {spec.name} finished earlier: skipped")
+            return
+        driver = self._driver(data)
+        done = sum(records.counts_against_budget(t) for t in study.get_trials(deepcopy=False))
+        self.observer.stage_started(
+            StageStarted(spec, study, stage.label, stage.budget, done, stage.params(self.space))
+        )
+        driver.report_abandoned(study)
+        finished = False
+        try:
+            stage.run(self._context(driver), study)
+            finished = True
+        finally:
+            driver.report_abandoned(study)
+            values = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None]
+            self.observer.stage_finished(
+                StageFinished(spec, study, finished, min(values) if values else None)
+            )
+        study.set_user_attr(records.FINISHED, True)
+        self._check_some_trial_completed()
+
+    # -- parts --------------------------------------------------------------------------------
+    def load_data(self) -> TensorData:
+        """The dataset, loaded once and placed on the trainer's device once per search
+        (``UserError`` for missing or malformed data)."""
+        if self._data is None:
+            assert isinstance(self.dataset, Dataset)
+            self._data = self.dataset.load(self.seed)
+        if not self._placed:
+            from dnc.train.trainer import place
+
+            self._data = place(self._data, self.trainer)
+            self._placed = True
+        return self._data
+
+    def _study(self, stage: Stage) -> optuna.Study:
+        study = optuna.create_study(
+            storage=self.storage,
+            study_name=study_name(self.settings.name, stage.spec.name),
+            direction="minimize",
+            load_if_exists=True,
+        )
+        if records.SETTINGS not in study.user_attrs:
+            study.set_user_attr(records.SETTINGS, self._params())
+        return study
+
+    def _driver(self, data: TensorData) -> Driver:
+        runner = TrialRunner(
+            space=self.space,
+            data=data,
+            cost=self.cost,
+            wc=self.settings.wc,
+            trainer=self.trainer,
+            seed=self.seed,
+            observer=self.observer,
+        )
+        return Driver(
+            runner=runner,
+            observer=self.observer,
+            best=lambda: best_loss(ranked_trials(self.storage, self.settings.name)),
+            max_failures_in_a_row=self.settings.max_failures_in_a_row,
+            grace_period=self.storage_settings.grace_period,
+        )
+
+    def _context(self, driver: Driver) -> StageContext:
+        return StageContext(
+            search=self.settings.name,
+            storage=self.storage,
+            space=self.space,
+            driver=driver,
+            observer=self.observer,
+            seed=self.seed,
+            loss_parts=LossParts.of_search(self.settings.wc, self.cost),
+        )
+
+    def _check_some_trial_completed(self) -> None:
+        """Stop when every trial so far failed: later stages would only vary nothing."""
+        if ranked_trials(self.storage, self.settings.name):
+            return
+        reasons = collections.Counter(
+            reason
+            for stage in self.stages
+            for t in self._study(stage).get_trials(deepcopy=False)
+            if (reason := records.fail_reason(t)) is not None
+        )
+        if reasons:
+            reason, count = reasons.most_common(1)[0]
+            raise TrialsFailed(
+                f"all {sum(reasons.values())} trials failed; the most common reason "
+                f"({count} of them): {reason}"
+            )
+
+    def _final_test(self, data: TensorData) -> dict[str, float]:
+        return final_test(
+            ranked_trials(self.storage, self.settings.name)[: self.settings.num_best],
+            study=self._study(self.stages[-1]),
+            studies={s.spec.name: self._study(s) for s in self.stages},
+            space=self.space,
+            data=data,
+            trainer=self.trainer,
+            seed=self.seed,
+            observer=self.observer,
+        )
+
+    def _finish(self, finished: bool, test_acc: dict[str, float]) -> SearchResult:
+        """Write the results and tell the observers; also when the search stopped early."""
+        s = self.settings
+        best = ranked_trials(self.storage, s.name)[: s.num_best]
+        last = self._loaded(self.stages[-1])
+        result = SearchResult(
+            s.name, best, s, self.cost.settings(), test_acc or recorded_test_acc(last), finished
+        )
+        path = None
+        if self.output_dir is not None:
+            path = write_results(
+                self.output_dir / "results.json",
+                result,
+                storage=mask_url(self.storage_settings.url),
+                cost=self.cost,
+            )
+        self.observer.search_finished(
+            SearchFinished(
+                s.name, finished, best, result.test_acc, path, self._loaded(self.stages[0])
+            )
+        )
+        return result
+
+    def _loaded(self, stage: Stage) -> optuna.Study | None:
+        try:
+            return load(self.storage, study_name(self.settings.name, stage.spec.name))
+        except KeyError:
+            return None
+
+    def _notes(self, data: TensorData) -> tuple[str, ...]:
+        notes = [
+            f"{data.name}: {len(data.xtr)} train / {len(data.xva)} val / {len(data.xte)} "
+            f"test, {data.num_classes} classes; space {self.space.name}; cost "
+            f"{self.cost.name} ({_compact(self.cost.settings())}); wc {self.settings.wc}"
+        ]
+        if self.resume_hint:
+            notes.append(f"to resume if stopped: {self.resume_hint}")
+        return tuple(notes)
+
+    def _params(self) -> dict[str, Any]:
+        """The search's settings, flat: recorded on its studies and logged by trackers."""
+        s = self.settings
+        return {
+            "search": s.name,
+            "wc": s.wc,
+            "sampler": s.sampler,
+            "seed": self.seed,
+            "stages": json.dumps([asdict(x) for x in s.stages]),
+            "space": self.space.name,
+            "dataset": getattr(self.dataset, "name", ""),
+            "cost": self.cost.name,
+            "cost_settings": json.dumps(self.cost.settings()),
+            "epochs": self.trainer.epochs,
+            "bo": json.dumps(asdict(s.bo)),
+            "final_test": s.final_test,
+        }
+
+
+def _compact(settings: dict[str, Any]) -> str:
+    """``key=value`` pairs with floats to four significant digits, for the console."""
+    return ", ".join(
+        f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items()
+    )
+
+
+__all__ = ["Search"]

@@ -1,0 +1,171 @@
+"""What a search does (``SearchSettings``, ``StageSpec``, ``search.bo``) and where it keeps its
+trials (``StorageSettings``): plain dataclasses with the one set of defaults.
+
+The command line composes ``conf/`` against these (``dnc.config`` registers them as Hydra
+schemas), so a misspelt key is an error and the YAML files carry only what differs; Python
+users build them directly. Importing this module is cheap (no torch, no Optuna).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnc.bo.settings import MODELS, BOSettings
+from dnc.plugins import UserError
+
+GROUPS = ("core", "arch", "train")
+"""Parameter groups: the core architecture, the rest of the architecture, training."""
+
+
+def check_wc(wc: Any) -> float:
+    """``wc`` as a float; ``UserError`` unless it is a finite number >= 0."""
+    if isinstance(wc, bool):
+        raise UserError(f"search.wc={wc!r}: give a number >= 0")
+    try:
+        value = float(wc)
+    except (TypeError, ValueError) as err:
+        raise UserError(f"search.wc={wc!r}: give a number >= 0") from err
+    if not value >= 0 or math.isinf(value):
+        raise UserError(f"search.wc={wc}: must be a finite number >= 0 (0: accuracy only)")
+    return value
+
+
+def _tuple(value: Any) -> tuple[Any, ...]:
+    return tuple(value) if value is not None else ()
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a search (``search.stages[i]``).
+
+    - ``kind: bo``: the search's sampler (or ``sampler``) proposes candidates over ``groups``;
+      the budget is ``trials``, or ``search.bo.prior_states + search.bo.steps`` when 0.
+    - ``kind: grid``: for each sub-stage in ``substages`` (empty: the space's default order),
+      every variant the space offers of the best candidate so far; a sub-stage's winner is kept
+      only if it beats the best so far, and variants already tried anywhere in the search are
+      not run again.
+
+    Example:
+        >>> StageSpec("train", groups=("train",), trials=20)
+    """
+
+    name: str
+    kind: str = "bo"
+    groups: tuple[str, ...] = ("core",)
+    trials: int = 0
+    substages: tuple[str, ...] = ()
+    sampler: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", _tuple(self.groups))
+        object.__setattr__(self, "substages", _tuple(self.substages))
+        if not self.name or "/" in self.name or ":" in self.name:
+            raise UserError(
+                f"search.stages: stage name {self.name!r} must be non-empty, without '/' or ':'"
+            )
+        where = f"search.stages[{self.name}]"
+        unknown = [g for g in self.groups if g not in GROUPS]
+        if unknown:
+            raise UserError(
+                f"{where}.groups={list(self.groups)}: name one or more of {', '.join(GROUPS)}"
+            )
+        if self.trials < 0:
+            raise UserError(f"{where}.trials={self.trials}: must be >= 0")
+        if len(set(self.substages)) != len(self.substages):
+            raise UserError(f"{where}.substages={list(self.substages)}: each at most once")
+
+
+PAPER_STAGES = (
+    StageSpec("core", groups=("core",)),
+    StageSpec("arch", kind="grid", groups=("arch",)),
+    StageSpec("train", groups=("train",)),
+)
+"""Deep-n-Cheap's search: core architecture by BO, the rest by grid, then training by BO."""
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """What a search does (``search``).
+
+    ``name`` names its studies (``<name>/<stage>``); ``wc`` weighs the cost in the search loss
+    ``log10(fp + wc * fc)``; ``stages`` run in order, each from the best candidate so far;
+    ``sampler`` proposes the candidates of ``bo`` stages (``ramp``, ``gp``, ``tpe``,
+    ``random``); ``num_best`` candidates are reported (and retrained on train + validation for
+    their test accuracy with ``final_test``); ``max_failures_in_a_row`` failed trials stop it.
+
+    Example:
+        >>> SearchSettings(name="demo", wc=0.1, bo=BOSettings(prior_states=3, steps=2))
+    """
+
+    name: str = "search"
+    wc: float = 0.1
+    stages: tuple[StageSpec, ...] = PAPER_STAGES
+    sampler: str = "ramp"
+    bo: BOSettings = field(default_factory=BOSettings)
+    num_best: int = 5
+    final_test: bool = False
+    max_failures_in_a_row: int = 10
+
+    def __post_init__(self) -> None:
+        from dnc.search.samplers import SAMPLERS  # imports Optuna: only when settings are made
+
+        object.__setattr__(self, "wc", check_wc(self.wc))
+        object.__setattr__(self, "stages", _tuple(self.stages))
+        if not self.name or "/" in self.name:
+            raise UserError(f"search.name={self.name!r}: must be non-empty, without '/'")
+        if not self.stages:
+            raise UserError("search.stages is empty: name at least one stage")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise UserError(f"search.stages: stage names must be unique, got {names}")
+        for sampler in {self.sampler, *(s.sampler for s in self.stages if s.sampler)}:
+            if sampler not in SAMPLERS:
+                raise UserError(
+                    f"search.sampler={sampler!r}: choose one of {', '.join(sorted(SAMPLERS))}"
+                )
+        if not isinstance(self.final_test, bool):
+            raise UserError(f"search.final_test={self.final_test!r}: give true or false")
+        if self.num_best < 1:
+            raise UserError(f"search.num_best={self.num_best}: must be at least 1")
+        if self.max_failures_in_a_row < 1:
+            raise UserError("search.max_failures_in_a_row must be at least 1")
+
+    def budget(self, stage: StageSpec) -> int:
+        """A ``bo`` stage's number of trials."""
+        return stage.trials or self.bo.trials
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where the search's Optuna studies live (``storage``): an SQLAlchemy ``url``; a trial
+    whose worker stops beating for ``grace_period`` seconds (heartbeat every
+    ``heartbeat_interval``) is failed and its slot run again."""
+
+    url: str = "sqlite:///optuna.db"
+    heartbeat_interval: int = 10
+    grace_period: int = 30
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.url, str) or "://" not in self.url:
+            raise UserError(
+                f"storage.url={self.url!r}: give an SQLAlchemy URL such as sqlite:///optuna.db"
+            )
+        if self.heartbeat_interval < 1 or self.grace_period <= self.heartbeat_interval:
+            raise UserError(
+                "storage: need heartbeat_interval >= 1 and grace_period > heartbeat_interval "
+                f"(got {self.heartbeat_interval} and {self.grace_period})"
+            )
+
+
+__all__ = [
+    "GROUPS",
+    "MODELS",
+    "PAPER_STAGES",
+    "BOSettings",
+    "SearchSettings",
+    "StageSpec",
+    "StorageSettings",
+    "check_wc",
+]

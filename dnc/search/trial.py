@@ -1,0 +1,156 @@
+"""One trial: record the candidate on the Optuna trial, train and score it, tell the study.
+
+A trial that fails on its own (a NaN loss, out of memory, an exception in a plugin) is told
+``FAIL`` with its ``fail_reason``, its traceback goes to the log (the run's log file under
+``python -m dnc``), and the search goes on. A ``UserError`` (a setting that cannot work) and an
+interruption stop the search; the trial is told ``FAIL`` without a reason, so a resumed search
+runs its slot again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import optuna
+from optuna.trial import TrialState
+
+from dnc import optuna_compat
+from dnc.plugins import Candidate, CostEvaluator, SearchSpace, TensorData, UserError
+from dnc.search import records
+from dnc.search.events import SearchObserver, TrialStarted
+from dnc.search.objective import evaluate
+from dnc.train.settings import TrainerSettings, TrialDiverged
+
+log = logging.getLogger(__name__)
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+"""This process, as recorded on the trials it runs (``worker``)."""
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    """What one trial did: completed with ``figures`` and ``loss`` (and the per-epoch
+    ``curves``), or failed with ``fail_reason``."""
+
+    stage: str
+    number: int
+    candidate: Candidate
+    substage: str = ""
+    figures: Mapping[str, float] | None = None
+    loss: float | None = None
+    fail_reason: str | None = None
+    curves: Mapping[str, Sequence[float]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.fail_reason is not None
+
+
+def failure_reason(err: BaseException) -> str:
+    """One line saying why a trial failed."""
+    if isinstance(err, TrialDiverged):
+        return str(err)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+class TrialRunner:
+    """Trains and scores candidates as Optuna trials of one search.
+
+    Example:
+        >>> runner = TrialRunner(space=space, data=data, cost=cost, wc=0.1,
+        ...                      trainer=TrainerSettings(epochs=3), seed=0)
+        >>> outcome = runner.run(study, study.ask(), "core", lambda trial: (candidate, ""))
+    """
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        data: TensorData,
+        cost: CostEvaluator,
+        wc: float,
+        trainer: TrainerSettings,
+        seed: int,
+        observer: SearchObserver | None = None,
+    ) -> None:
+        self.space = space
+        self.data = data
+        self.cost = cost
+        self.wc = wc
+        self.trainer = trainer
+        self.seed = seed
+        self.observer = observer or SearchObserver()
+
+    def run(
+        self,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        stage: str,
+        candidate_of: Callable[[optuna.Trial], tuple[Candidate, str]],
+    ) -> TrialOutcome:
+        """Train the candidate ``candidate_of(trial)`` gives (with its grid sub-stage) as
+        ``trial`` of ``study``, and tell the study how it went. The trial beats Optuna's
+        heartbeat from its first moment, so a worker that dies anywhere in it is noticed."""
+        trial.set_user_attr(records.WORKER, WORKER_ID)
+        try:
+            with optuna_compat.heartbeat(study, trial):
+                candidate, substage = candidate_of(trial)
+                trial.set_user_attr(records.CANDIDATE, candidate)
+                trial.set_user_attr(records.STAGE, stage)
+                if substage:
+                    trial.set_user_attr(records.SUBSTAGE, substage)
+                self.observer.trial_started(TrialStarted(stage, substage, trial, candidate))
+                try:
+                    ev = evaluate(
+                        candidate,
+                        space=self.space,
+                        data=self.data,
+                        cost=self.cost,
+                        wc=self.wc,
+                        trainer=self.trainer,
+                        seed=self.seed * 100_003 + trial.number,
+                    )
+                except UserError:  # the settings cannot work: stop the search
+                    raise
+                except Exception as err:  # the trial failed on its own: the search goes on
+                    reason = failure_reason(err)
+                    log.info(
+                        "trial %d of stage %s failed: %s", trial.number, stage, reason, exc_info=err
+                    )
+                    _release_memory(err)
+                    trial.set_user_attr(records.FAIL_REASON, reason)
+                    study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                    return TrialOutcome(
+                        stage, trial.number, candidate, substage, fail_reason=reason
+                    )
+        except BaseException:  # stopped, or interrupted: a resumed search runs the slot again
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
+        trial.set_user_attr(records.FIGURES, ev.figures)
+        study.tell(trial, ev.loss, skip_if_finished=True)
+        curves = {"train_loss": ev.result.train_loss, "val_acc": ev.result.val_acc}
+        return TrialOutcome(
+            stage,
+            trial.number,
+            candidate,
+            substage,
+            figures=ev.figures,
+            loss=ev.loss,
+            curves=curves,
+        )
+
+
+def _release_memory(err: BaseException) -> None:
+    """After an out-of-memory error, give the cached GPU memory back before the next trial."""
+    import torch
+
+    if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+__all__ = ["WORKER_ID", "TrialOutcome", "TrialRunner", "failure_reason"]

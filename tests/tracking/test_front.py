@@ -1,0 +1,36 @@
+"""The performance-complexity front drawn for ``dnc.report``."""
+
+from __future__ import annotations
+
+import json
+
+from dnc.search.cost import NumParams
+from dnc.search.records import Ranked
+from dnc.search.rescore import Pick, pareto_front
+from dnc.tracking.front import picks_json, plot_front
+
+
+def test_the_front_keeps_what_nothing_beats_on_both():
+    points = [(1.0, 80.0), (2.0, 85.0), (2.5, 84.0), (3.0, 90.0), (0.5, 70.0), (3.0, 89.0)]
+    assert pareto_front(points) == [4, 0, 1, 3]
+
+
+def test_plot_and_picks(tmp_path):
+    cost = NumParams(numparams_bar=1000)
+    rows = [
+        Ranked(
+            "core",
+            i,
+            -0.5 - i / 10,
+            {"best_val_acc": 80.0 + i, "numparams": 500.0 * (i + 1)},
+            {"h": i},
+        )
+        for i in range(4)
+    ]
+    picks = [Pick(0.0, rows[3], 2.0, rows[::-1]), Pick(1.0, rows[0], 0.5, rows)]
+    path = plot_front(picks, cost, tmp_path / "front.png", "t")
+    assert path.stat().st_size > 5_000 and path.read_bytes()[:4] == b"\x89PNG"
+    data = json.loads(picks_json(picks, "s", cost))
+    assert [p["wc"] for p in data["picks"]] == [0.0, 1.0]
+    assert data["cost"] == {"name": "numparams", "numparams_bar": 1000.0}
+    assert data["picks"][0]["trial"] == 3 and data["picks"][1]["complexity"] == 0.5

@@ -1,0 +1,108 @@
+"""MLflow mirrors a search: one search run, a run per stage nested under it, a run per trial
+nested under its stage, with the settings, candidates and figures a user compares."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+
+from dnc.search import StageSpec
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "search"))
+from searches import make_search  # noqa: E402 - the search tests' small searches
+
+from dnc.tracking.mlflow_tracker import MlflowTracker  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("tracked")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    stages = (StageSpec("core", groups=("core",), trials=3), StageSpec("arch", kind="grid"))
+    result = make_search(
+        tmp, stages=stages, final_test=True, num_best=2, observers=[MlflowTracker(uri)]
+    ).run()
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id], max_results=500)
+    return tmp, uri, result, client, runs
+
+
+def kind(runs, name):
+    return [r for r in runs if r.data.tags.get("dnc.kind") == name]
+
+
+def test_search_stage_trial_nesting(tracked):
+    tmp, _, _, _, runs = tracked
+    (search,) = kind(runs, "search")
+    stages = {r.data.tags["stage"]: r for r in kind(runs, "stage")}
+    assert set(stages) == {"core", "arch"}
+    assert all(r.data.tags["mlflow.parentRunId"] == search.info.run_id for r in stages.values())
+    trials = kind(runs, "trial")
+    storage = f"sqlite:///{tmp}/s.db"
+    count = sum(
+        len(optuna.load_study(study_name=f"s/{s}", storage=storage).trials)
+        for s in ("core", "arch")
+    )
+    assert len(trials) == count
+    for r in trials:
+        assert r.data.tags["mlflow.parentRunId"] == stages[r.data.tags["stage"]].info.run_id
+        assert r.data.tags["dnc.search_run_id"] == search.info.run_id
+        assert r.info.status == "FINISHED"
+        assert {"best_val_acc", "t_epoch", "numparams", "search_loss"} <= set(r.data.metrics)
+        assert "lr" in r.data.params
+
+
+def test_each_trial_run_is_kept_on_its_optuna_trial(tracked):
+    tmp, _, _, client, _ = tracked
+    study = optuna.load_study(study_name="s/core", storage=f"sqlite:///{tmp}/s.db")
+    for t in study.trials:
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run.data.tags["trial_number"] == str(t.number)
+        assert run.data.metrics["search_loss"] == pytest.approx(t.value)
+
+
+def test_stage_params_say_what_the_stage_did(tracked):
+    _, _, _, _, runs = tracked
+    stages = {r.data.tags["stage"]: r.data.params for r in kind(runs, "stage")}
+    assert stages["core"] == {
+        "kind": "bo",
+        "groups": '["core"]',
+        "sampler": "random",
+        "budget": "3",
+    }
+    assert stages["arch"] == {"kind": "grid", "substages": '["activation", "dropout"]'}
+
+
+def test_the_search_run_has_settings_results_and_the_final_test(tracked):
+    _, _, result, client, runs = tracked
+    (search,) = kind(runs, "search")
+    assert search.info.status == "FINISHED"
+    assert search.data.params["wc"] == "0.1" and "tbar_epoch" in search.data.params["cost_settings"]
+    assert search.data.metrics["best_search_loss"] == pytest.approx(result.best[0].loss)
+    assert "results.json" in [a.path for a in client.list_artifacts(search.info.run_id)]
+    tested = [r for r in kind(runs, "trial") if "final_test_acc" in r.data.metrics]
+    assert len(tested) == 2
+
+
+def test_a_resumed_search_reopens_its_runs_and_closes_dead_trials(tracked):
+    tmp, uri, _, client, _ = tracked
+    storage = f"sqlite:///{tmp}/s.db"
+    core = optuna.load_study(study_name="s/core", storage=storage)
+    dead = client.create_run(
+        client.get_experiment_by_name("dnc").experiment_id, tags={"dnc.kind": "orphan"}
+    )
+    trial = core.ask()  # a trial whose worker died while it ran
+    trial.set_user_attr("mlflow_run_id", dead.info.run_id)
+    core.tell(trial, state=optuna.trial.TrialState.FAIL)
+    core.set_user_attr("dnc.finished", False)
+    stages = (StageSpec("core", groups=("core",), trials=3), StageSpec("arch", kind="grid"))
+    make_search(
+        tmp, stages=stages, final_test=True, num_best=2, observers=[MlflowTracker(uri)]
+    ).run()
+    runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id], max_results=500)
+    assert len(kind(runs, "search")) == 1 and len(kind(runs, "stage")) == 2
+    assert client.get_run(dead.info.run_id).info.status == "KILLED"
