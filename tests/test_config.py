@@ -102,3 +102,42 @@ def test_the_yaml_files_repeat_no_default():
         "StorageSettings",
         "TrackingSettings",
     }
+
+
+CHECK = """
+import sys
+from hydra import compose, initialize_config_module
+from dnc.config import build
+from dnc.plugins import UserError
+with initialize_config_module("dnc.conf", version_base="1.3"):
+    cfg = compose("config", overrides=sys.argv[1:] + ["storage.url=sqlite://", "tracking.uri=null"])
+try:
+    build(cfg)
+except UserError as err:
+    print("error:", err)
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("dataset=npz", "dataset.path=/nonexistent.npz"),
+        ("search_space.hidden_layers=[3,1]",),
+        ("search_space=cnn", "search_space.core.conv_layers=[5,4]"),
+        ("search_space=sparse_mlp", "search_space.sparsity.density=[0.5,0.1]"),
+        ("cost=hardware", "cost.metric=speed"),
+        ("trainer.epochs=0",),
+        ("trainer.augment=blur",),
+    ],
+)
+def test_bad_settings_are_found_before_torch_is_imported(overrides):
+    """What makes ``python -m dnc`` report them in about a second (``bench/cli_errors.py``
+    times it): torch, most of the start-up time, loads only once every setting is checked."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", CHECK, *overrides], capture_output=True, text=True, check=True
+    ).stdout
+    assert "error: " in out and "torch imported: False" in out, out

@@ -1,28 +1,46 @@
-"""The activation functions every built-in search space may use, by name."""
+"""The activation functions every built-in search space may use, by name (torch is imported
+only when a network is built, so checking settings stays fast)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from dnc.plugins import UserError
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "elu": nn.ELU,
-    "leaky_relu": nn.LeakyReLU,
-    "gelu": nn.GELU,
-    "silu": nn.SiLU,
+if TYPE_CHECKING:
+    from torch import nn
+
+ACTIVATIONS: dict[str, str] = {
+    "relu": "ReLU",
+    "tanh": "Tanh",
+    "sigmoid": "Sigmoid",
+    "elu": "ELU",
+    "leaky_relu": "LeakyReLU",
+    "gelu": "GELU",
+    "silu": "SiLU",
 }
+"""Activation name -> its ``torch.nn`` class name."""
 
 
-def check_activations(names: Iterable[str]) -> None:
-    """Raise ``UserError`` naming the first unknown activation and the known ones."""
+def activation(name: str) -> type[nn.Module]:
+    """The ``torch.nn`` module class of the activation called ``name``."""
+    from torch import nn
+
+    check_activations((name,))
+    cls: type[nn.Module] = getattr(nn, ACTIVATIONS[name])
+    return cls
+
+
+def check_activations(names: Iterable[str], key: str = "search_space.activation") -> None:
+    """Raise ``UserError`` naming the first unknown activation (as setting ``key``) and the
+    known ones."""
     unknown = [a for a in names if a not in ACTIVATIONS]
     if unknown:
         raise UserError(
-            f"search_space: unknown activation {unknown[0]!r}; choose from {sorted(ACTIVATIONS)}"
+            f"{key}: unknown activation {unknown[0]!r}; choose from "
+            f"{', '.join(sorted(ACTIVATIONS))}"
         )
+
+
+__all__ = ["ACTIVATIONS", "activation", "check_activations"]

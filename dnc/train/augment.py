@@ -12,23 +12,28 @@ training set's mean colour.
 from __future__ import annotations
 
 from collections.abc import Callable
-
-import torch
-from torch.nn import functional as F
+from typing import TYPE_CHECKING
 
 from dnc.plugins import UserError
 
-Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+if TYPE_CHECKING:  # torch is imported by the functions: choosing one by name stays cheap
+    import torch
+
+Augment = Callable[["torch.Tensor", "torch.Generator"], "torch.Tensor"]
 
 _CHUNK = 4096  # images per step: bounds the padded copy's memory
 
 
 def _flips(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    import torch
+
     return torch.rand(n, generator=generator, device=device) < 0.5
 
 
 def hflip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror each image of ``x`` (``n x C x H x W``) left-right with probability 1/2."""
+    import torch
+
     flip = _flips(len(x), generator, x.device)
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
@@ -55,6 +60,9 @@ def crop(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Ten
 
 
 def _translate(x: torch.Tensor, generator: torch.Generator, pad: int, flip: bool) -> torch.Tensor:
+    import torch
+    from torch.nn import functional as F
+
     if x.dim() != 4:
         raise ValueError(f"expected images n x C x H x W, got shape {tuple(x.shape)}")
     n, c, h, w = x.shape

@@ -65,7 +65,8 @@ class TrainerSettings:
             )
         if not isinstance(self.compile, bool):
             raise UserError(f"trainer.compile={self.compile!r}: use true or false")
-        resolve_device(self.device)
+        if self.device not in ("auto", "cpu"):  # those need no check (nor torch, yet)
+            resolve_device(self.device)
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnc.plugins import UserError, as_bounds, as_tuple
-from dnc.train.activations import ACTIVATIONS
-from dnc_cnn.sparse import TAPS
+from dnc.train.activations import check_activations
+
+TAPS = (9, 4, 2)
+"""Nonzero taps per 3x3 kernel: 9 (dense), 4 or 2 (``dnc_cnn.sparse``)."""
 
 SUBSTAGES = ("activation", "downsampling", "batchnorm", "dropout", "shortcuts", "kernel_sparsity")
 """Every grid sub-stage of the CNN space."""
@@ -124,13 +126,8 @@ class CNNArch:
                 f"{key}grid_order: unknown sub-stage {unknown_sub[0]!r}; choose from "
                 f"{', '.join(SUBSTAGES)}"
             )
-        for name, values in (("activation", (self.activation,)), ("activations", self.activations)):
-            unknown = [a for a in values if a not in ACTIVATIONS]
-            if unknown:
-                raise UserError(
-                    f"{key}{name}: unknown activation {unknown[0]!r}; choose from "
-                    f"{', '.join(sorted(ACTIVATIONS))}"
-                )
+        check_activations((self.activation,), key + "activation")
+        check_activations(self.activations, key + "activations")
         fractions = {
             "bn_fraction": (self.bn_fraction, *self.bn_fractions),
             "dropout_fraction": (self.dropout_fraction, *self.dropout_fractions),

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from dnc.plugins import (
     Candidate,
@@ -39,8 +37,7 @@ from dnc.plugins import (
     settings_from,
     suggest_training,
 )
-from dnc_cnn.network import (
-    ConvNet,
+from dnc_cnn.layout import (
     ConvPlan,
     late_layers,
     max_halvings,
@@ -49,6 +46,9 @@ from dnc_cnn.network import (
     shortcut_starts,
 )
 from dnc_cnn.settings import SUBSTAGES, CNNArch, CNNCore, KernelSparsity
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class CNNSpace(SearchSpace):
@@ -198,6 +198,8 @@ class CNNSpace(SearchSpace):
         )
 
     def build(self, candidate: Mapping[str, Any], data: DataSpec) -> nn.Module:
+        from dnc_cnn.network import ConvNet  # torch: only when a network is built
+
         return ConvNet(self.plan(candidate, data))
 
     def describe(self, candidate: Mapping[str, Any]) -> str:

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dnc.plugins import UserError
+from dnc_cnn.settings import TAPS
 
 # (row, col) taps of the base patterns, in rotation order (clockwise).
 _QUADRANTS = (
@@ -31,7 +32,6 @@ PATTERNS: dict[int, tuple[tuple[tuple[int, int], ...], ...]] = {
     4: _QUADRANTS,
     2: tuple(((1, 1), n) for n in _NEIGHBOURS),
 }
-TAPS = (9, 4, 2)
 
 
 def check_taps(taps: int) -> int:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from dnc.plugins import CostEvaluator, DataSpec, UserError, parse_normaliser
 from dnc_hwcost.model import EnergyModel, HardwareEstimate, estimate, z_for
+
+if TYPE_CHECKING:
+    from torch import nn
 
 METRICS = ("clocks_per_sample", "memory_bits", "energy", "multipliers", "adders", "latency_clocks")
 
@@ -24,6 +25,8 @@ def network_layout(
     linear junctions (``nn.Linear`` is dense, ``d_out = N_i``; a layer with ``nnz`` edges has
     ``d_out = nnz / N_{i-1}``). Raises ``UserError`` for a model that is not an MLP.
     """
+    from torch import nn
+
     cand = candidate or {}
     if "layers" in cand and "d_out" in cand:
         return [int(n) for n in cand["layers"]], [int(d) for d in cand["d_out"]]

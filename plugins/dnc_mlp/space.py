@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from dnc.plugins import (
     Candidate,
@@ -18,7 +16,10 @@ from dnc.plugins import (
     settings_from,
     suggest_training,
 )
-from dnc.train.activations import ACTIVATIONS, check_activations
+from dnc.train.activations import activation, check_activations
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 class MLPSpace(SearchSpace):
@@ -105,7 +106,9 @@ class MLPSpace(SearchSpace):
         return [int(candidate[f"hidden_{i}"]) for i in range(int(candidate["num_hidden_layers"]))]
 
     def build(self, candidate: Mapping[str, Any], data: DataSpec) -> nn.Module:
-        act = ACTIVATIONS[candidate.get("activation", self.activation)]
+        from torch import nn  # only when a network is built: checking settings stays fast
+
+        act = activation(candidate.get("activation", self.activation))
         p = float(candidate.get("dropout", self.dropout))
         layers: list[nn.Module] = [nn.Flatten()]
         n_in = math.prod(data.input_shape)

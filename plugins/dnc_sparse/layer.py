@@ -30,8 +30,7 @@ from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from dnc.plugins import UserError
-
-PATHS = ("auto", "dense", "masked", "sparse")
+from dnc_sparse.settings import PATHS
 
 # Where the CSR path beats dense GEMMs, forward + backward at batch 256 on 2 CPU cores (torch
 # 2.13, MKL; bench/sparse_layer.py, minimum over repetitions, 1 and 2 threads): the crossover

@@ -23,13 +23,13 @@ Kinds:
 from __future__ import annotations
 
 import math
-
-import torch
+from typing import TYPE_CHECKING
 
 from dnc.plugins import UserError
+from dnc_sparse.settings import CLASH_FREE_TYPES, KINDS
 
-KINDS = ("random", "basic", "clash_free")
-CLASH_FREE_TYPES = (1, 2, 3)
+if TYPE_CHECKING:
+    import torch
 
 
 def in_degree(n_left: int, n_right: int, d_out: int) -> float:
@@ -132,6 +132,8 @@ def clash_free_schedule(
         >>> (sched.view(-1, 4) % 4).sort(dim=1).values.tolist()[0]
         [0, 1, 2, 3]
     """
+    import torch
+
     _check("clash_free", n_left, n_right, d_out, z, cf_type)
     gen = torch.Generator().manual_seed(int(seed))
     depth = n_left // z
@@ -174,6 +176,8 @@ def adjacency(
         >>> m.shape, m.sum(dim=1).tolist(), m.sum(dim=0).tolist()
         (torch.Size([4, 8]), [4, 4, 4, 4], [2, 2, 2, 2, 2, 2, 2, 2])
     """
+    import torch
+
     d_in = _check(kind, n_left, n_right, d_out, z, cf_type)
     gen = torch.Generator().manual_seed(int(seed))
     mask = torch.zeros(n_right, n_left, dtype=torch.bool)

@@ -19,13 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnc.plugins import UserError, as_bounds, as_tuple
-from dnc.train.activations import ACTIVATIONS
-from dnc_sparse.layer import PATHS
-from dnc_sparse.patterns import CLASH_FREE_TYPES, KINDS
+from dnc.train.activations import check_activations
 
 # DESIGN §7 (MNIST, 2 junctions): L2 1.1e-4 at 100% density, 5.5e-5 at 40%, 0 at 11%. As
 # fractions of the dense default, interpolated linearly in the network density rho_net.
 L2_BY_DENSITY = ((0.11, 0.0), (0.4, 0.5), (1.0, 1.0))
+
+KINDS = ("random", "basic", "clash_free")
+"""Connection patterns of a junction (``dnc_sparse.patterns``)."""
+CLASH_FREE_TYPES = (1, 2, 3)
+PATHS = ("auto", "dense", "masked", "sparse")
+"""Compute paths of ``dnc_sparse.SparseLinear``."""
 
 
 @dataclass(frozen=True)
@@ -170,13 +174,8 @@ class SparseMLPArch:
             dropout=float(self.dropout),
             dropouts=as_tuple(float, self.dropouts, key + "dropouts"),
         )
-        for name, values in (("activation", (self.activation,)), ("activations", self.activations)):
-            unknown = [a for a in values if a not in ACTIVATIONS]
-            if unknown:
-                raise UserError(
-                    f"{key}{name}: unknown activation {unknown[0]!r}; choose from "
-                    f"{', '.join(sorted(ACTIVATIONS))}"
-                )
+        check_activations((self.activation,), key + "activation")
+        check_activations(self.activations, key + "activations")
         if not all(0.0 <= p < 1.0 for p in (self.dropout, *self.dropouts)):
             raise UserError(
                 f"{key}dropout(s) must lie in [0, 1), got {[self.dropout, *self.dropouts]}"

@@ -17,10 +17,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dnc_mlp.space import MLPSpace
-from torch import nn
 
 from dnc.plugins import (
     Candidate,
@@ -31,10 +30,12 @@ from dnc.plugins import (
     settings_from,
     suggest_training,
 )
-from dnc.train.activations import ACTIVATIONS
-from dnc_sparse.network import SparseMLP
+from dnc.train.activations import activation
 from dnc_sparse.patterns import nearest_out_degree
 from dnc_sparse.settings import L2_BY_DENSITY, JunctionSparsity, SparseMLPArch, SparseMLPCore
+
+if TYPE_CHECKING:
+    from torch import nn
 
 SPARSE_TRAINING = TrainingBounds(default_weight_decay=1.1e-4)
 """The training bounds when none are given: the dense default weight decay of DESIGN §7."""
@@ -207,13 +208,15 @@ class SparseMLPSpace(MLPSpace):
         return sizes, d_out
 
     def build(self, candidate: Mapping[str, Any], data: DataSpec) -> nn.Module:
+        from dnc_sparse.network import SparseMLP  # torch: only when a network is built
+
         sizes, d_out = self.layout(candidate, data)
         sp, a = self.sparsity, self.arch
         return SparseMLP(
             sizes,
             d_out,
             kind=str(candidate.get("pattern", sp.pattern)),
-            activation=ACTIVATIONS[candidate.get("activation", a.activation)],
+            activation=activation(candidate.get("activation", a.activation)),
             dropout=float(candidate.get("dropout", a.dropout)),
             target_c=sp.target_c,
             cf_type=sp.clash_free_type,

@@ -7,8 +7,7 @@ import json
 
 import pytest
 import torch
-from dnc_cnn.network import (
-    ConvNet,
+from dnc_cnn.layout import (
     ConvPlan,
     late_layers,
     max_halvings,
@@ -16,6 +15,7 @@ from dnc_cnn.network import (
     pool_locations,
     shortcut_starts,
 )
+from dnc_cnn.network import ConvNet
 from dnc_cnn.settings import CNNArch, CNNCore, KernelSparsity
 from dnc_cnn.space import CNNSpace
 
