@@ -52,6 +52,22 @@ class DncConfig:
     seed: int = 0
 
 
+@dataclass
+class ReportConfig:
+    """``python -m dnc.report``: which search (``run_dir`` or ``storage_url``, and ``search``
+    when the storage holds several), the ``wc`` values to re-score for (a number or a list),
+    how many candidates to list per ``wc`` (``num_best``), where the front goes (``out``) and
+    the MLflow store to log it to (``tracking``)."""
+
+    run_dir: str | None = None
+    storage_url: str | None = None
+    search: str | None = None
+    wc: Any = field(default_factory=lambda: [0, 0.01, 0.1, 1, 10])
+    num_best: int = 3
+    out: str | None = None
+    tracking: TrackingSettings = _schema(TrackingSettings)
+
+
 SCHEMAS: dict[str, tuple[type, str]] = {
     "DncConfig": (DncConfig, ""),
     "SearchSettings": (SearchSettings, "search"),
@@ -60,19 +76,22 @@ SCHEMAS: dict[str, tuple[type, str]] = {
     "TrainerSettings": (TrainerSettings, "trainer"),
     "StorageSettings": (StorageSettings, "storage"),
     "TrackingSettings": (TrackingSettings, "tracking"),
+    "ReportConfig": (ReportConfig, ""),
 }
 """The typed nodes by class name (Hydra's messages name them) and where they sit in the
 config, for error messages."""
 
 
 def register() -> None:
-    """Store the schema in Hydra's ``ConfigStore`` (idempotent). The settings dataclasses are
-    frozen; their config nodes are made writable so that overrides apply."""
+    """Store the schemas in Hydra's ``ConfigStore`` (idempotent): ``dnc_schema`` for
+    ``python -m dnc``, ``report_schema`` for ``python -m dnc.report``. The settings dataclasses
+    are frozen; their config nodes are made writable so that overrides apply."""
     from hydra.core.config_store import ConfigStore
 
-    node = OmegaConf.structured(DncConfig)
-    _writable(node)
-    ConfigStore.instance().store(name="dnc_schema", node=node)
+    for name, schema in (("dnc_schema", DncConfig), ("report_schema", ReportConfig)):
+        node = OmegaConf.structured(schema)
+        _writable(node)
+        ConfigStore.instance().store(name=name, node=node)
 
 
 def _writable(node: Any) -> None:
@@ -191,6 +210,7 @@ def build(
 __all__ = [
     "SCHEMAS",
     "DncConfig",
+    "ReportConfig",
     "build",
     "instantiate",
     "register",

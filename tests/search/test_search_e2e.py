@@ -129,10 +129,18 @@ def test_report_rescores_and_draws_the_front(finished):
     ]
 
 
-def test_report_on_a_missing_run_dir_is_one_clear_line(tmp_path: Path):
-    proc = run_dnc(tmp_path, "run_dir=/nonexistent/run", module="dnc.report")
-    assert proc.returncode != 0 and "Traceback" not in proc.stderr
-    assert "/nonexistent/run" in proc.stderr
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("run_dir=/nonexistent/run",), "run_dir='/nonexistent/run': no such directory"),
+        (("wcc=[0,1]",), "wcc: unknown key; valid keys: run_dir, storage_url, search, wc,"),
+        (("num_best=many",), "num_best=many: give an integer"),
+    ],
+)
+def test_report_bad_input_is_one_clear_line(tmp_path: Path, args, needle):
+    proc = run_dnc(tmp_path, *args, module="dnc.report")
+    assert proc.returncode == 2 and proc.stderr.startswith("dnc: error: ")
+    assert proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
 
 
 def test_tracking_uri_override(tmp_path: Path):
