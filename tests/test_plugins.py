@@ -31,9 +31,10 @@ def test_a_candidate_read_back_from_the_storage_is_the_same_candidate():
 
 def test_different_candidates_differ():
     assert candidate_key({"lr": 0.01}) != candidate_key({"lr": 0.02})
-    assert candidate_key({"flag": True}) != candidate_key({"flag": 1})
     assert candidate_key({"a": [1, 2]}) != candidate_key({"a": [2, 1]})
     assert candidate_key({"a": {"x": 1}}) == candidate_key({"a": {"x": 1.0}})
+    assert candidate_key({"a": [[1, 2], {"y": [3]}]}) == candidate_key({"a": ((1, 2), {"y": (3,)})})
+    assert candidate_key({"a": [1, 2]}) != candidate_key({"a": [1, 2, 3]})
 
 
 def test_settings_from_a_mapping_an_instance_or_nothing():

@@ -21,22 +21,22 @@ def candidate_key(candidate: Mapping[str, Any]) -> Hashable:
     the BO sampler, a resumed search): equal keys mean the same network and training.
 
     Fresh and read back from the storage alike: key order is ignored, lists and tuples are the
-    same, and so are ``1`` and ``1.0``; ``True`` is not ``1``.
+    same, and values compare as Python compares them (``1 == 1.0``).
 
     Example:
         >>> candidate_key({"lr": 0.1, "widths": [8, 8]}) == candidate_key({"widths": (8, 8),
         ...                                                               "lr": 0.1})
         True
     """
-    items = sorted(candidate.items())
-    if not any(isinstance(v, (bool, list, tuple, dict)) for _, v in items):
-        return tuple(items)  # the common case: numbers and strings (a BO step keys 1,000)
-    return tuple((k, _frozen(v)) for k, v in items)
+    items = tuple(sorted(candidate.items()))
+    try:
+        hash(items)  # the common case, numbers and strings: a BO step keys 1,000 of these
+    except TypeError:
+        return tuple((k, _frozen(v)) for k, v in items)
+    return items
 
 
 def _frozen(value: Any) -> Hashable:
-    if isinstance(value, bool):
-        return (bool, value)
     if isinstance(value, Mapping):
         return tuple(sorted((str(k), _frozen(v)) for k, v in value.items()))
     if isinstance(value, (list, tuple)):

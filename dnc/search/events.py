@@ -129,7 +129,6 @@ class SearchFinished:
     best: Sequence[Ranked]
     test_acc: Mapping[str, float] = field(default_factory=dict)
     results: Path | None = None
-    study: optuna.Study | None = None
 
 
 class SearchObserver:

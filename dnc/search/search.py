@@ -237,11 +237,7 @@ class Search:
                 storage=mask_url(self.storage_settings.url),
                 cost=self.cost,
             )
-        self.observer.search_finished(
-            SearchFinished(
-                s.name, finished, best, result.test_acc, path, self._loaded(self.stages[0])
-            )
-        )
+        self.observer.search_finished(SearchFinished(s.name, finished, best, result.test_acc, path))
         return result
 
     def _loaded(self, stage: Stage) -> optuna.Study | None:
