@@ -30,13 +30,15 @@ def main(cfg: DictConfig) -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    for noisy in ("mlflow", "alembic", "botorch", "linear_operator"):
-        logging.getLogger(noisy).setLevel(logging.ERROR)
+    _quiet_libraries()
     output_dir, hint, log_file = _run_dir()
     try:
         search, tracker = build(cfg, output_dir=output_dir, resume_hint=hint, log_file=log_file)
         search.load_data()  # missing or malformed data is reported before MLflow starts
         if tracker is not None:
+            import mlflow  # noqa: F401 - it sets its loggers' level when imported: quiet them after
+
+            _quiet_libraries()
             tracker.connect()
         search.run()
     except TrialsFailed as err:
@@ -47,6 +49,13 @@ def main(cfg: DictConfig) -> None:
         fail(str(err).splitlines()[0] + "; set it on the command line (key=value)")
     except KeyboardInterrupt:
         fail("interrupted; run the same command again to resume the search")
+
+
+def _quiet_libraries() -> None:
+    """Only the libraries' warnings and errors reach the console (MLflow's database set-up and
+    BoTorch's numerical notices are not a search's business)."""
+    for noisy in ("mlflow", "alembic", "botorch", "linear_operator"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
 def _run_dir() -> tuple[str | None, str, str | None]:
