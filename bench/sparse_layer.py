@@ -44,9 +44,8 @@ def _step(layer: nn.Module, x: torch.Tensor, g: torch.Tensor) -> None:
     layer(x).backward(g)
 
 
-def time_paths(
-    n: int, density: float, batch: int, repeats: int, min_seconds: float, seed: int = 0
-) -> tuple[dict[str, list[float]], str]:
+def time_paths(n: int, density: float, batch: int, repeats: int, min_seconds: float,
+               seed: int = 0) -> tuple[dict[str, list[float]], str]:
     """Seconds per forward+backward of each path for one ``n x n`` layer, one entry per
     repetition (at least ``repeats``, more until ``min_seconds`` have passed); and the path
     ``auto`` chose."""
@@ -66,7 +65,7 @@ def time_paths(
     rep = 0
     while rep < repeats or time.perf_counter() - start_all < min_seconds:
         rep += 1
-        for name in names[rep % 4 :] + names[: rep % 4]:
+        for name in names[rep % 4:] + names[: rep % 4]:
             if name == "sparse" and rep > repeats:
                 continue  # not part of the ratio; at high density one run can take seconds
             start = time.perf_counter()
@@ -79,34 +78,25 @@ def machine() -> dict[str, object]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(
-                line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")
-            )
+            cpu = next(line.split(":", 1)[1].strip() for line in fh
+                       if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "mkl": torch.backends.mkl.is_available(),
-        "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "mkl": torch.backends.mkl.is_available(),
+            "load_avg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096])
-    ap.add_argument("--densities", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.1, 0.05, 0.02])
+    ap.add_argument("--densities", type=float, nargs="+",
+                    default=[1.0, 0.5, 0.25, 0.1, 0.05, 0.02])
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--repeats", type=int, default=15, help="at least this many repetitions")
-    ap.add_argument(
-        "--min-seconds",
-        type=float,
-        default=4.0,
-        help="and repeat until this much time has passed per size and density",
-    )
+    ap.add_argument("--min-seconds", type=float, default=4.0,
+                    help="and repeat until this much time has passed per size and density")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -122,10 +112,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             best = {p: min(runs[p]) for p in PATHS}
             ratio = best["auto"] / best["dense"]
             ratios.setdefault(key, {})[dk] = round(ratio, 3)
-            paired.setdefault(key, {})[dk] = round(
-                statistics.median(a / d for a, d in zip(runs["auto"], runs["dense"], strict=False)),
-                3,
-            )
+            paired.setdefault(key, {})[dk] = round(statistics.median(
+                a / d for a, d in zip(runs["auto"], runs["dense"], strict=False)), 3)
             for p in path_ratios:
                 path_ratios[p].setdefault(key, {})[dk] = round(best[p] / best["dense"], 3)
             times.setdefault(key, {})[dk] = {
@@ -133,26 +121,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                 **{f"{p}_median": round(1000 * statistics.median(runs[p]), 3) for p in PATHS},
             }
             auto.setdefault(key, {})[dk] = chosen
-            print(
-                f"{n}x{n} density {rho:<5g} "
-                + "  ".join(f"{p} {1000 * best[p]:8.2f} ms" for p in PATHS)
-                + f"  auto={chosen:<6} auto/dense {ratio:.2f}",
-                flush=True,
-            )
-    result = {
-        "ratio_vs_dense": ratios,
-        "ratio_paired_median": paired,
-        "masked_vs_dense": path_ratios["masked"],
-        "sparse_vs_dense": path_ratios["sparse"],
-        "times_ms": times,
-        "auto_path": auto,
-        "batch": args.batch,
-        "repeats": args.repeats,
-        "min_seconds": args.min_seconds,
-        "statistic": "ratios: minimum times; ratio_paired_median: median of paired "
-        "per-repetition ratios",
-        "machine": machine(),
-    }
+            print(f"{n}x{n} density {rho:<5g} " + "  ".join(
+                f"{p} {1000 * best[p]:8.2f} ms" for p in PATHS) +
+                f"  auto={chosen:<6} auto/dense {ratio:.2f}", flush=True)
+    result = {"ratio_vs_dense": ratios, "ratio_paired_median": paired,
+              "masked_vs_dense": path_ratios["masked"], "sparse_vs_dense": path_ratios["sparse"],
+              "times_ms": times,
+              "auto_path": auto, "batch": args.batch, "repeats": args.repeats,
+              "min_seconds": args.min_seconds,
+              "statistic": "ratios: minimum times; ratio_paired_median: median of paired "
+                           "per-repetition ratios",
+              "machine": machine()}
     print(json.dumps(result))
     return result
 

@@ -46,30 +46,15 @@ def edges(layers: list[int], d_out: list[int]) -> int:
     return sum(n * d for n, d in zip(layers[:-1], d_out, strict=True))
 
 
-def test_accuracy(
-    data: TensorData,
-    layers: list[int],
-    d_out: list[int],
-    *,
-    seeds: int,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-) -> tuple[float, float]:
+def test_accuracy(data: TensorData, layers: list[int], d_out: list[int], *, seeds: int,
+                  epochs: int, lr: float, batch_size: int) -> tuple[float, float]:
     """Mean and standard deviation over seeds of the test accuracy (%) after training."""
     accs = []
     for seed in range(seeds):
         torch.manual_seed(seed)
         net = SparseMLP(layers, d_out, kind="clash_free", seed=seed)
-        train(
-            net,
-            data,
-            lr=lr,
-            weight_decay=0.0,
-            batch_size=batch_size,
-            seed=seed,
-            settings=TrainerSettings(epochs=epochs, device="cpu"),
-        )
+        train(net, data, lr=lr, weight_decay=0.0, batch_size=batch_size, seed=seed,
+              settings=TrainerSettings(epochs=epochs, device="cpu"))
         accs.append(accuracy(net, data.xte, data.yte, 4096))
     return statistics.mean(accs), (statistics.stdev(accs) if len(accs) > 1 else 0.0)
 
@@ -83,25 +68,17 @@ def _interpolate(points: list[tuple[float, float]], x: float) -> float | None:
     return None
 
 
-def large_sparse_vs_small_dense(
-    data: TensorData,
-    name: str,
-    *,
-    dense_widths: list[int],
-    sparse_width: int,
-    sparse_d_out: list[tuple[int, int]],
-    **fit: Any,
-) -> dict[str, Any]:
+def large_sparse_vs_small_dense(data: TensorData, name: str, *, dense_widths: list[int],
+                                sparse_width: int, sparse_d_out: list[tuple[int, int]],
+                                **fit: Any) -> dict[str, Any]:
     n_in, n_out = data.xtr[0].numel(), data.num_classes
     dense = []
     for h in dense_widths:
         layers, d_out = [n_in, h, n_out], [h, n_out]
         acc, std = test_accuracy(data, layers, d_out, **fit)
         dense.append({"hidden": h, "weights": edges(layers, d_out), "acc": acc, "std": std})
-        print(
-            f"  {name}: dense {layers} weights {dense[-1]['weights']:>6}  {acc:5.1f} ± {std:.1f}",
-            flush=True,
-        )
+        print(f"  {name}: dense {layers} weights {dense[-1]['weights']:>6}  {acc:5.1f} ± {std:.1f}",
+              flush=True)
     curve = [(float(d["weights"]), d["acc"]) for d in dense]
     sparse = []
     for d1, d2 in sparse_d_out:
@@ -109,40 +86,22 @@ def large_sparse_vs_small_dense(
         acc, std = test_accuracy(data, layers, d_out, **fit)
         w = edges(layers, d_out)
         ref = _interpolate(curve, float(w))
-        sparse.append(
-            {
-                "hidden": sparse_width,
-                "d_out": d_out,
-                "densities": [d1 / sparse_width, d2 / n_out],
-                "weights": w,
-                "acc": acc,
-                "std": std,
-                "dense_acc_at_equal_weights": ref,
-                "advantage": None if ref is None else acc - ref,
-            }
-        )
-        print(
-            f"  {name}: sparse {layers} d_out {d_out} weights {w:>6}  {acc:5.1f} ± {std:.1f}"
-            + ("" if ref is None else f"  (dense at equal weights {ref:5.1f})"),
-            flush=True,
-        )
+        sparse.append({"hidden": sparse_width, "d_out": d_out,
+                       "densities": [d1 / sparse_width, d2 / n_out], "weights": w,
+                       "acc": acc, "std": std, "dense_acc_at_equal_weights": ref,
+                       "advantage": None if ref is None else acc - ref})
+        print(f"  {name}: sparse {layers} d_out {d_out} weights {w:>6}  {acc:5.1f} ± {std:.1f}"
+              + ("" if ref is None else f"  (dense at equal weights {ref:5.1f})"), flush=True)
     gains = [s["advantage"] for s in sparse if s["advantage"] is not None]
-    return {
-        "dataset": name,
-        "dense": dense,
-        "sparse": sparse,
-        "compared_points": len(gains),
-        "sparse_wins": sum(g > 0 for g in gains),
-        "mean_advantage": statistics.mean(gains) if gains else None,
-        "reproduced": bool(gains)
-        and statistics.mean(gains) > 0
-        and sum(g > 0 for g in gains) > len(gains) / 2,
-    }
+    return {"dataset": name, "dense": dense, "sparse": sparse,
+            "compared_points": len(gains), "sparse_wins": sum(g > 0 for g in gains),
+            "mean_advantage": statistics.mean(gains) if gains else None,
+            "reproduced": bool(gains) and statistics.mean(gains) > 0
+            and sum(g > 0 for g in gains) > len(gains) / 2}
 
 
-def later_junctions_want_density(
-    data: TensorData, *, hidden: int, pairs: list[tuple[int, int]], **fit: Any
-) -> dict[str, Any]:
+def later_junctions_want_density(data: TensorData, *, hidden: int,
+                                 pairs: list[tuple[int, int]], **fit: Any) -> dict[str, Any]:
     """``pairs``: (sparser, denser) out-degrees of the two equal-sized junctions."""
     n = data.xtr[0].numel()
     assert n == data.num_classes, "equal-sized junctions need as many classes as inputs"
@@ -153,31 +112,18 @@ def later_junctions_want_density(
         earlier = [n, hidden, n], [high, int(n * rho_low)]
         acc_later, std_later = test_accuracy(data, *later, **fit)
         acc_earlier, std_earlier = test_accuracy(data, *earlier, **fit)
-        row = {
-            "weights": edges(*later),
-            "later_denser": [rho_low, rho_high],
-            "acc_later_denser": acc_later,
-            "std_later_denser": std_later,
-            "earlier_denser": [rho_high, rho_low],
-            "acc_earlier_denser": acc_earlier,
-            "std_earlier_denser": std_earlier,
-        }
+        row = {"weights": edges(*later), "later_denser": [rho_low, rho_high],
+               "acc_later_denser": acc_later, "std_later_denser": std_later,
+               "earlier_denser": [rho_high, rho_low], "acc_earlier_denser": acc_earlier,
+               "std_earlier_denser": std_earlier}
         assert edges(*earlier) == row["weights"]
         rows.append(row)
-        print(
-            f"  morse {later[0]} densities {row['later_denser']}: {acc_later:5.1f} ± "
-            f"{std_later:.1f}   {row['earlier_denser']}: {acc_earlier:5.1f} ± "
-            f"{std_earlier:.1f}",
-            flush=True,
-        )
+        print(f"  morse {later[0]} densities {row['later_denser']}: {acc_later:5.1f} ± "
+              f"{std_later:.1f}   {row['earlier_denser']}: {acc_earlier:5.1f} ± "
+              f"{std_earlier:.1f}", flush=True)
     wins = sum(r["acc_later_denser"] > r["acc_earlier_denser"] for r in rows)
-    return {
-        "dataset": "morse",
-        "hidden": hidden,
-        "pairs": rows,
-        "later_denser_wins": wins,
-        "reproduced": wins > len(rows) / 2,
-    }
+    return {"dataset": "morse", "hidden": hidden, "pairs": rows, "later_denser_wins": wins,
+            "reproduced": wins > len(rows) / 2}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -190,18 +136,11 @@ def plot(result: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for ax, key in zip(axes[:2], ("equal_weights_digits", "equal_weights_morse"), strict=True):
         r = result[key]
-        for series, label, marker in (
-            (r["dense"], "dense, width varies", "o"),
-            (r["sparse"], f"sparse, width {r['sparse'][0]['hidden']}, density varies", "s"),
-        ):
-            ax.errorbar(
-                [p["weights"] for p in series],
-                [p["acc"] for p in series],
-                yerr=[p["std"] for p in series],
-                marker=marker,
-                capsize=3,
-                label=label,
-            )
+        for series, label, marker in ((r["dense"], "dense, width varies", "o"),
+                                      (r["sparse"], f"sparse, width {r['sparse'][0]['hidden']}, "
+                                       "density varies", "s")):
+            ax.errorbar([p["weights"] for p in series], [p["acc"] for p in series],
+                        yerr=[p["std"] for p in series], marker=marker, capsize=3, label=label)
         ax.set_xscale("log")
         ax.set_xticks(sorted({p["weights"] for p in r["dense"] + r["sparse"]}))
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
@@ -217,30 +156,12 @@ def plot(result: dict[str, Any], path: Path) -> None:
     ax = axes[2]
     xs = range(len(r["pairs"]))
     width = 0.38
-    ax.bar(
-        [x - width / 2 for x in xs],
-        [p["acc_later_denser"] for p in r["pairs"]],
-        width,
-        yerr=[p["std_later_denser"] for p in r["pairs"]],
-        capsize=3,
-        label="later denser",
-    )
-    ax.bar(
-        [x + width / 2 for x in xs],
-        [p["acc_earlier_denser"] for p in r["pairs"]],
-        width,
-        yerr=[p["std_earlier_denser"] for p in r["pairs"]],
-        capsize=3,
-        label="earlier denser",
-    )
-    ax.set_xticks(
-        list(xs),
-        [
-            f"{p['later_denser'][0]:g} / {p['later_denser'][1]:g}\n{p['weights']} weights"
-            for p in r["pairs"]
-        ],
-        fontsize=8,
-    )
+    ax.bar([x - width / 2 for x in xs], [p["acc_later_denser"] for p in r["pairs"]], width,
+           yerr=[p["std_later_denser"] for p in r["pairs"]], capsize=3, label="later denser")
+    ax.bar([x + width / 2 for x in xs], [p["acc_earlier_denser"] for p in r["pairs"]], width,
+           yerr=[p["std_earlier_denser"] for p in r["pairs"]], capsize=3, label="earlier denser")
+    ax.set_xticks(list(xs), [f"{p['later_denser'][0]:g} / {p['later_denser'][1]:g}\n"
+                             f"{p['weights']} weights" for p in r["pairs"]], fontsize=8)
     ax.set_ylabel("test accuracy (%)")
     verdict = "reproduced" if r["reproduced"] else "not reproduced"
     ax.set_title(f"morse 64-{r['hidden']}-64: junction densities ({verdict})")
@@ -267,52 +188,33 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print("finding 1: at equal weights, a larger sparse net beats a smaller dense one", flush=True)
     result: dict[str, Any] = {
         "equal_weights_digits": large_sparse_vs_small_dense(
-            digits,
-            "digits",
-            dense_widths=[2, 4, 8, 16, 32],
-            sparse_width=64,
-            sparse_d_out=[(1, 5), (2, 5), (4, 5), (8, 5), (16, 5)],
-            **fit_digits,
-        ),
+            digits, "digits", dense_widths=[2, 4, 8, 16, 32], sparse_width=64,
+            sparse_d_out=[(1, 5), (2, 5), (4, 5), (8, 5), (16, 5)], **fit_digits),
         "equal_weights_morse": large_sparse_vs_small_dense(
-            morse,
-            "morse",
-            dense_widths=[8, 16, 32, 64],
-            sparse_width=256,
-            sparse_d_out=[(4, 4), (8, 8), (16, 16), (32, 16)],
-            **fit_morse,
-        ),
+            morse, "morse", dense_widths=[8, 16, 32, 64], sparse_width=256,
+            sparse_d_out=[(4, 4), (8, 8), (16, 16), (32, 16)], **fit_morse),
     }
     print("finding 2: later junctions want higher density", flush=True)
     result["junction_density"] = later_junctions_want_density(
-        morse, hidden=128, pairs=[(8, 32), (16, 64), (32, 128)], **fit_morse
-    )
-    result["settings"] = {
-        "seeds": args.seeds,
-        "digits": fit_digits,
-        "morse": fit_morse,
-        "morse_examples_per_class": args.morse_examples,
-        "pattern": "clash_free",
-        "optimizer": "Adam, no weight decay",
-        "torch_threads": 1,
-    }
+        morse, hidden=128, pairs=[(8, 32), (16, 64), (32, 128)], **fit_morse)
+    result["settings"] = {"seeds": args.seeds, "digits": fit_digits, "morse": fit_morse,
+                          "morse_examples_per_class": args.morse_examples,
+                          "pattern": "clash_free", "optimizer": "Adam, no weight decay",
+                          "torch_threads": 1}
     result["runtime_s"] = round(time.perf_counter() - start, 1)
     plot(result, args.out)
     result["plot"] = str(args.out)
     summary = {
         "large_sparse_beats_small_dense": {
-            k.rsplit("_", 1)[-1]: {
-                "reproduced": result[k]["reproduced"],
-                "mean_advantage_pct": result[k]["mean_advantage"],
-                "sparse_wins": f"{result[k]['sparse_wins']}/{result[k]['compared_points']}",
-            }
-            for k in ("equal_weights_digits", "equal_weights_morse")
-        },
+            k.rsplit("_", 1)[-1]: {"reproduced": result[k]["reproduced"],
+                                   "mean_advantage_pct": result[k]["mean_advantage"],
+                                   "sparse_wins": f"{result[k]['sparse_wins']}/"
+                                                  f"{result[k]['compared_points']}"}
+            for k in ("equal_weights_digits", "equal_weights_morse")},
         "later_junctions_want_density": {
             "reproduced": result["junction_density"]["reproduced"],
             "later_denser_wins": f"{result['junction_density']['later_denser_wins']}/"
-            f"{len(result['junction_density']['pairs'])}",
-        },
+                                 f"{len(result['junction_density']['pairs'])}"},
     }
     print(json.dumps({"summary": summary, **result}))
     return result

@@ -46,10 +46,8 @@ CNN_WIDTHS = (32, 64, 128, 256)
 
 def machine() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}"
-    )
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads), {gpu}")
 
 
 def mlp(n_in: int, hidden: int, n_out: int) -> nn.Module:
@@ -85,9 +83,8 @@ def trainer_epochs(x: torch.Tensor, y: torch.Tensor, epochs: int, batch: int) ->
     settings = TrainerSettings(epochs=1, device="cpu")
     model = mlp(x.shape[1], 400, 10)
     for epoch in range(epochs):
-        result = train(
-            model, data, lr=1e-3, weight_decay=0.0, batch_size=batch, settings=settings, seed=epoch
-        )
+        result = train(model, data, lr=1e-3, weight_decay=0.0, batch_size=batch,
+                       settings=settings, seed=epoch)
         times.append(result.t_epoch)
     return times[1:]
 
@@ -98,11 +95,8 @@ def cnn(shape: tuple[int, ...] = (3, 32, 32)) -> tuple[nn.Module, str]:
     from dnc_cnn.space import CNNSpace
 
     space = CNNSpace()
-    cand = {
-        **space.reference_candidate(),
-        "num_conv_layers": len(CNN_WIDTHS),
-        **{f"channels_{i}": w for i, w in enumerate(CNN_WIDTHS)},
-    }
+    cand = {**space.reference_candidate(), "num_conv_layers": len(CNN_WIDTHS),
+            **{f"channels_{i}": w for i, w in enumerate(CNN_WIDTHS)}}
     torch.manual_seed(0)
     return space.build(cand, DataSpec(input_shape=shape, num_classes=10)), space.describe(cand)
 
@@ -116,9 +110,8 @@ class PerSampleAugmented(Dataset):
         try:
             from torchvision.transforms import v2
 
-            self.transform = v2.Compose(
-                [v2.RandomCrop(x.shape[-1], padding=pad), v2.RandomHorizontalFlip()]
-            )
+            self.transform = v2.Compose([v2.RandomCrop(x.shape[-1], padding=pad),
+                                         v2.RandomHorizontalFlip()])
             self.kind = "torchvision.transforms.v2 RandomCrop+RandomHorizontalFlip"
         except Exception:  # not installed, or the wheel does not import beside this torch
             self.kind = "plain-torch per-sample crop+flip (torchvision not importable)"
@@ -147,13 +140,8 @@ class DataLoaderRun:
         self.opt = make_adam(self.model, lr=1e-3, weight_decay=0.0)
         self.loss_fn = nn.CrossEntropyLoss()
         self.dataset = PerSampleAugmented(x, y)
-        self.loader = DataLoader(
-            self.dataset,
-            batch_size=batch,
-            shuffle=True,
-            num_workers=workers,
-            persistent_workers=workers > 0,
-        )
+        self.loader = DataLoader(self.dataset, batch_size=batch, shuffle=True,
+                                 num_workers=workers, persistent_workers=workers > 0)
 
     def epoch(self) -> float:
         self.model.train()
@@ -171,9 +159,8 @@ class TrainerRun:
     the augmentation, when on, is inside the timed epoch)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch: int, augment: str) -> None:
-        self.data = TensorData(
-            x, y, x[:256], y[:256], x[:256], y[:256], num_classes=10, name="bench"
-        )
+        self.data = TensorData(x, y, x[:256], y[:256], x[:256], y[:256], num_classes=10,
+                               name="bench")
         self.model, _ = cnn()
         self.batch = batch
         self.settings = TrainerSettings(epochs=1, device="cpu", augment=augment)
@@ -181,15 +168,8 @@ class TrainerRun:
 
     def epoch(self) -> float:
         self.seed += 1
-        return train(
-            self.model,
-            self.data,
-            lr=1e-3,
-            weight_decay=0.0,
-            batch_size=self.batch,
-            settings=self.settings,
-            seed=self.seed,
-        ).t_epoch
+        return train(self.model, self.data, lr=1e-3, weight_decay=0.0, batch_size=self.batch,
+                     settings=self.settings, seed=self.seed).t_epoch
 
 
 def bench_mlp(args: argparse.Namespace) -> dict[str, float]:
@@ -203,11 +183,9 @@ def bench_mlp(args: argparse.Namespace) -> dict[str, float]:
         base_fused += dataloader_epochs(x, y, args.epochs, args.batch, fused=True)
         ours += trainer_epochs(x, y, args.epochs, args.batch)
     t_base, t_fused, t_ours = (statistics.median(t) for t in (base, base_fused, ours))
-    print(
-        f"MLP 784-400-10, {args.samples} samples, batch {args.batch}: "
-        f"DataLoader {t_base * 1e3:.1f} ms/epoch (with fused Adam {t_fused * 1e3:.1f}), "
-        f"dnc trainer {t_ours * 1e3:.1f} ms/epoch"
-    )
+    print(f"MLP 784-400-10, {args.samples} samples, batch {args.batch}: "
+          f"DataLoader {t_base * 1e3:.1f} ms/epoch (with fused Adam {t_fused * 1e3:.1f}), "
+          f"dnc trainer {t_ours * 1e3:.1f} ms/epoch")
     return {
         "mlp_ratio_vs_dataloader": round(t_ours / t_base, 3),
         "mlp_ratio_vs_dataloader_fused_adam": round(t_ours / t_fused, 3),
@@ -221,11 +199,9 @@ def bench_cnn(args: argparse.Namespace) -> dict[str, float | str | int]:
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.cnn_samples, 3, 32, 32, generator=gen)
     y = torch.randint(0, 10, (args.cnn_samples,), generator=gen)
-    runs = {
-        "none": TrainerRun(x, y, args.cnn_batch, "none"),
-        "flip_crop": TrainerRun(x, y, args.cnn_batch, "flip_crop"),
-        "dataloader": DataLoaderRun(x, y, args.cnn_batch, args.workers),
-    }
+    runs = {"none": TrainerRun(x, y, args.cnn_batch, "none"),
+            "flip_crop": TrainerRun(x, y, args.cnn_batch, "flip_crop"),
+            "dataloader": DataLoaderRun(x, y, args.cnn_batch, args.workers)}
     times: dict[str, list[float]] = {name: [] for name in runs}
     for round_ in range(args.cnn_epochs + 1):  # round-robin, epoch by epoch: noise hits all alike
         for name, run in runs.items():
@@ -234,9 +210,8 @@ def bench_cnn(args: argparse.Namespace) -> dict[str, float | str | int]:
                 times[name].append(t)
     t_plain, t_aug, t_loader = (statistics.median(times[k]) for k in runs)
     # epochs of one round ran back to back: their ratio cancels slow drifts of machine load
-    paired = statistics.median(
-        a / b for a, b in zip(times["flip_crop"], times["none"], strict=True)
-    )
+    paired = statistics.median(a / b for a, b in zip(times["flip_crop"], times["none"],
+                                                      strict=True))
     kind = runs["dataloader"].dataset.kind  # type: ignore[attr-defined]
     aug_gen = torch.Generator().manual_seed(0)
     alone = []
@@ -245,12 +220,10 @@ def bench_cnn(args: argparse.Namespace) -> dict[str, float | str | int]:
         flip_crop(x, aug_gen)
         alone.append(time.perf_counter() - start)
     _, described = cnn()
-    print(
-        f"CNN {described.split(' lr ')[0]}, {args.cnn_samples} images 3x32x32, batch "
-        f"{args.cnn_batch}: dnc trainer {t_plain * 1e3:.0f} ms/epoch without augmentation, "
-        f"{t_aug * 1e3:.0f} with flip_crop on the device; DataLoader ({args.workers} workers, "
-        f"{kind}) {t_loader * 1e3:.0f}; flip_crop alone {statistics.median(alone) * 1e3:.1f} ms"
-    )
+    print(f"CNN {described.split(' lr ')[0]}, {args.cnn_samples} images 3x32x32, batch "
+          f"{args.cnn_batch}: dnc trainer {t_plain * 1e3:.0f} ms/epoch without augmentation, "
+          f"{t_aug * 1e3:.0f} with flip_crop on the device; DataLoader ({args.workers} workers, "
+          f"{kind}) {t_loader * 1e3:.0f}; flip_crop alone {statistics.median(alone) * 1e3:.1f} ms")
     return {
         "cnn_aug_overhead": round(paired, 3),
         "cnn_aug_overhead_ratio_of_medians": round(t_aug / t_plain, 3),
@@ -274,19 +247,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--cnn-samples", type=int, default=1024)
     parser.add_argument("--cnn-batch", type=int, default=256)
-    parser.add_argument(
-        "--cnn-epochs",
-        type=int,
-        default=6,
-        help="timed epochs of each CNN variant (after one warm-up epoch)",
-    )
+    parser.add_argument("--cnn-epochs", type=int, default=6,
+                        help="timed epochs of each CNN variant (after one warm-up epoch)")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers (CNN case)")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch threads (0: torch's default); 1 steadies timings on a busy box",
-    )
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads (0: torch's default); 1 steadies timings on a busy box")
     parser.add_argument("--skip-mlp", action="store_true")
     parser.add_argument("--skip-cnn", action="store_true")
     args = parser.parse_args()

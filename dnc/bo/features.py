@@ -223,10 +223,8 @@ class _Layers:
             return [float(values[name]) for name in self.names[:depth]]
         layers = list(values[self.widths])
         if self.count is not None and int(values[self.count]) != len(layers):
-            raise ValueError(
-                f"{self.where}: {self.count}={values[self.count]} but "
-                f"{self.widths} has {len(layers)} items"
-            )
+            raise ValueError(f"{self.where}: {self.count}={values[self.count]} but "
+                             f"{self.widths} has {len(layers)} items")
         return [float(w) for w in layers]
 
 
@@ -260,11 +258,8 @@ class LayerWidths(KernelFeature):
         object.__setattr__(self, "bounds", tuple((float(a), float(b)) for a, b in self.bounds))
         if not self.name:
             object.__setattr__(self, "name", self.widths.replace("_{i}", "").replace("{i}", ""))
-        object.__setattr__(
-            self,
-            "_layers",
-            _Layers(self.widths, self.count, len(self.bounds), f"LayerWidths({self.widths!r})"),
-        )
+        object.__setattr__(self, "_layers", _Layers(self.widths, self.count, len(self.bounds),
+                                                    f"LayerWidths({self.widths!r})"))
 
     @property
     def width(self) -> int:
@@ -280,15 +275,14 @@ class LayerWidths(KernelFeature):
                 f"LayerWidths({self.widths!r}): {len(layers)} layers but bounds for only "
                 f"{len(self.bounds)}"
             )
-        pad = [lo for lo, _ in self.bounds[len(layers) :]]
+        pad = [lo for lo, _ in self.bounds[len(layers):]]
         return [float(len(layers)), *layers, *pad]
 
     def kernel(self, columns: Sequence[int], omega: float) -> Kernel:
         from dnc.bo.kernels import LayerwiseRampKernel
 
-        return LayerwiseRampKernel(
-            self.bounds, omega=omega, max_root=self.max_root, active_dims=tuple(columns)
-        )
+        return LayerwiseRampKernel(self.bounds, omega=omega, max_root=self.max_root,
+                                   active_dims=tuple(columns))
 
 
 @dataclass(frozen=True)
@@ -314,11 +308,8 @@ class MLPHidden(KernelFeature):
 
     def __post_init__(self) -> None:
         self._check_weight()
-        object.__setattr__(
-            self,
-            "_layers",
-            _Layers(self.widths, self.count, int(self.layers[1]), f"MLPHidden({self.widths!r})"),
-        )
+        object.__setattr__(self, "_layers", _Layers(self.widths, self.count, int(self.layers[1]),
+                                                    f"MLPHidden({self.widths!r})"))
 
     @property
     def width(self) -> int:
@@ -335,12 +326,8 @@ class MLPHidden(KernelFeature):
         from dnc.bo.kernels import MLPHiddenKernel
 
         total = (0.0, float(self.layers[1]) * float(self.nodes[1]))
-        return MLPHiddenKernel(
-            total,
-            (float(self.layers[0]), float(self.layers[1])),
-            omega=omega,
-            active_dims=tuple(columns),
-        )
+        return MLPHiddenKernel(total, (float(self.layers[0]), float(self.layers[1])),
+                               omega=omega, active_dims=tuple(columns))
 
 
 __all__ = [

@@ -37,70 +37,19 @@ from dnc.train.datasets import _check_split, split_validation, to_tensor_data
 
 # International Morse code, then extended letters, to 64 symbols with distinct codewords.
 SYMBOLS: tuple[tuple[str, str], ...] = (
-    ("A", ".-"),
-    ("B", "-..."),
-    ("C", "-.-."),
-    ("D", "-.."),
-    ("E", "."),
-    ("F", "..-."),
-    ("G", "--."),
-    ("H", "...."),
-    ("I", ".."),
-    ("J", ".---"),
-    ("K", "-.-"),
-    ("L", ".-.."),
-    ("M", "--"),
-    ("N", "-."),
-    ("O", "---"),
-    ("P", ".--."),
-    ("Q", "--.-"),
-    ("R", ".-."),
-    ("S", "..."),
-    ("T", "-"),
-    ("U", "..-"),
-    ("V", "...-"),
-    ("W", ".--"),
-    ("X", "-..-"),
-    ("Y", "-.--"),
-    ("Z", "--.."),
-    ("0", "-----"),
-    ("1", ".----"),
-    ("2", "..---"),
-    ("3", "...--"),
-    ("4", "....-"),
-    ("5", "....."),
-    ("6", "-...."),
-    ("7", "--..."),
-    ("8", "---.."),
-    ("9", "----."),
-    (".", ".-.-.-"),
-    (",", "--..--"),
-    ("?", "..--.."),
-    ("'", ".----."),
-    ("!", "-.-.--"),
-    ("/", "-..-."),
-    ("(", "-.--."),
-    (")", "-.--.-"),
-    ("&", ".-..."),
-    (":", "---..."),
-    (";", "-.-.-."),
-    ("=", "-...-"),
-    ("+", ".-.-."),
-    ("-", "-....-"),
-    ("_", "..--.-"),
-    ('"', ".-..-."),
-    ("$", "...-..-"),
-    ("@", ".--.-."),
-    ("Ä", ".-.-"),
-    ("Á", ".--.-"),
-    ("É", "..-.."),
-    ("È", ".-..-"),
-    ("Ñ", "--.--"),
-    ("Ö", "---."),
-    ("Ü", "..--"),
-    ("CH", "----"),
-    ("Ĝ", "--.-."),
-    ("Ĵ", ".---."),
+    ("A", ".-"), ("B", "-..."), ("C", "-.-."), ("D", "-.."), ("E", "."), ("F", "..-."),
+    ("G", "--."), ("H", "...."), ("I", ".."), ("J", ".---"), ("K", "-.-"), ("L", ".-.."),
+    ("M", "--"), ("N", "-."), ("O", "---"), ("P", ".--."), ("Q", "--.-"), ("R", ".-."),
+    ("S", "..."), ("T", "-"), ("U", "..-"), ("V", "...-"), ("W", ".--"), ("X", "-..-"),
+    ("Y", "-.--"), ("Z", "--.."),
+    ("0", "-----"), ("1", ".----"), ("2", "..---"), ("3", "...--"), ("4", "....-"),
+    ("5", "....."), ("6", "-...."), ("7", "--..."), ("8", "---.."), ("9", "----."),
+    (".", ".-.-.-"), (",", "--..--"), ("?", "..--.."), ("'", ".----."), ("!", "-.-.--"),
+    ("/", "-..-."), ("(", "-.--."), (")", "-.--.-"), ("&", ".-..."), (":", "---..."),
+    (";", "-.-.-."), ("=", "-...-"), ("+", ".-.-."), ("-", "-....-"), ("_", "..--.-"),
+    ('"', ".-..-."), ("$", "...-..-"), ("@", ".--.-."),
+    ("Ä", ".-.-"), ("Á", ".--.-"), ("É", "..-.."), ("È", ".-..-"), ("Ñ", "--.--"),
+    ("Ö", "---."), ("Ü", "..--"), ("CH", "----"), ("Ĝ", "--.-."), ("Ĵ", ".---."),
 )
 
 
@@ -130,30 +79,11 @@ class MorseKnobs:
 
 
 PRESETS: dict[str, dict[str, object]] = {
-    "baseline": dict(
-        frame_len=64,
-        classes=64,
-        examples_per_class=200,
-        dot=(1, 3),
-        dash=(4, 9),
-        space=(1, 3),
-        leading=(0, 0),
-        dilation=1.0,
-        flip_prob=0.0,
-        noise_std=0.0,
-    ),
-    "difficult": dict(
-        frame_len=64,
-        classes=64,
-        examples_per_class=200,
-        dot=(1, 4),
-        dash=(3, 9),
-        space=(1, 3),
-        leading=(0, 4),
-        dilation=1.5,
-        flip_prob=0.02,
-        noise_std=0.1,
-    ),
+    "baseline": dict(frame_len=64, classes=64, examples_per_class=200, dot=(1, 3), dash=(4, 9),
+                     space=(1, 3), leading=(0, 0), dilation=1.0, flip_prob=0.0, noise_std=0.0),
+    "difficult": dict(frame_len=64, classes=64, examples_per_class=200, dot=(1, 4),
+                      dash=(3, 9), space=(1, 3), leading=(0, 4), dilation=1.5, flip_prob=0.02,
+                      noise_std=0.1),
 }
 
 
@@ -241,32 +171,18 @@ class Morse(Dataset):
     ) -> None:
         if preset not in PRESETS:
             raise UserError(f"dataset.preset={preset!r}: choose one of {', '.join(PRESETS)}")
-        given = dict(
-            frame_len=frame_len,
-            classes=classes,
-            examples_per_class=examples_per_class,
-            dot=dot,
-            dash=dash,
-            space=space,
-            leading=leading,
-            dilation=dilation,
-            flip_prob=flip_prob,
-            noise_std=noise_std,
-        )
+        given = dict(frame_len=frame_len, classes=classes, examples_per_class=examples_per_class,
+                     dot=dot, dash=dash, space=space, leading=leading, dilation=dilation,
+                     flip_prob=flip_prob, noise_std=noise_std)
         k = {**PRESETS[preset], **{key: v for key, v in given.items() if v is not None}}
         self.preset = preset
         self.knobs = MorseKnobs(
-            frame_len=int(k["frame_len"]),
-            classes=int(k["classes"]),  # type: ignore[call-overload]
+            frame_len=int(k["frame_len"]), classes=int(k["classes"]),  # type: ignore[call-overload]
             examples_per_class=int(k["examples_per_class"]),  # type: ignore[call-overload]
-            dot=_range("dot", k["dot"], 1),
-            dash=_range("dash", k["dash"], 1),  # type: ignore[arg-type]
-            space=_range("space", k["space"], 1),
-            leading=_range("leading", k["leading"], 0),  # type: ignore[arg-type]
-            dilation=float(k["dilation"]),
-            flip_prob=float(k["flip_prob"]),  # type: ignore[arg-type]
-            noise_std=float(k["noise_std"]),
-            seed=int(seed),  # type: ignore[arg-type]
+            dot=_range("dot", k["dot"], 1), dash=_range("dash", k["dash"], 1),  # type: ignore[arg-type]
+            space=_range("space", k["space"], 1), leading=_range("leading", k["leading"], 0),  # type: ignore[arg-type]
+            dilation=float(k["dilation"]), flip_prob=float(k["flip_prob"]),  # type: ignore[arg-type]
+            noise_std=float(k["noise_std"]), seed=int(seed),  # type: ignore[arg-type]
         )
         self._check()
         self.val_split = _check_split(val_split)
@@ -323,9 +239,8 @@ class Morse(Dataset):
         if path is not None:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                with tempfile.NamedTemporaryFile(
-                    dir=path.parent, suffix=".npz", delete=False
-                ) as tmp:
+                with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz",
+                                                 delete=False) as tmp:
                     np.savez_compressed(tmp, x=x, y=y)
                 os.replace(tmp.name, path)  # atomic: parallel workers never read half a file
             except OSError:
@@ -335,9 +250,8 @@ class Morse(Dataset):
     def load(self, seed: int) -> TensorData:
         x, y = self.frames()
         xrest, yrest, xte, yte = split_validation(x, y, self.test_split, seed=0)
-        data = to_tensor_data(
-            self.name, *split_validation(xrest, yrest, self.val_split, seed), xte, yte
-        )
+        data = to_tensor_data(self.name, *split_validation(xrest, yrest, self.val_split, seed),
+                              xte, yte)
         data.num_classes = self.knobs.classes
         return data
 

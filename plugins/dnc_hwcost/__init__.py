@@ -8,25 +8,12 @@
 Kept import-light: Hydra imports this package to read ``conf/``; names load on first use.
 """
 
-__all__ = [
-    "EnergyModel",
-    "HardwareCost",
-    "HardwareEstimate",
-    "estimate",
-    "feasible_clocks",
-    "network_layout",
-    "z_for",
-]
+__all__ = ["EnergyModel", "HardwareCost", "HardwareEstimate", "estimate", "feasible_clocks",
+           "network_layout", "z_for"]
 
-_WHERE = {
-    "EnergyModel": "model",
-    "HardwareEstimate": "model",
-    "estimate": "model",
-    "feasible_clocks": "model",
-    "z_for": "model",
-    "HardwareCost": "cost",
-    "network_layout": "cost",
-}
+_WHERE = {"EnergyModel": "model", "HardwareEstimate": "model", "estimate": "model",
+          "feasible_clocks": "model", "z_for": "model", "HardwareCost": "cost",
+          "network_layout": "cost"}
 
 
 def __getattr__(name: str):  # lazy, so discovery never imports torch

@@ -83,19 +83,9 @@ class HardwareEstimate:
     def figures(self, prefix: str = "hw_") -> dict[str, float]:
         """Scalar figures as ``{prefix + name: float}`` (``feasible`` as 0/1), plus per-junction
         ``z_i`` and ``d_out_i``."""
-        keys = (
-            "clocks",
-            "clocks_per_sample",
-            "throughput",
-            "latency_clocks",
-            "multipliers",
-            "adders",
-            "memory_bits",
-            "memory_bits_inference",
-            "memory_bits_training",
-            "energy",
-            "density",
-        )
+        keys = ("clocks", "clocks_per_sample", "throughput", "latency_clocks", "multipliers",
+                "adders", "memory_bits", "memory_bits_inference", "memory_bits_training",
+                "energy", "density")
         out = {prefix + k: float(getattr(self, k)) for k in keys}
         out[prefix + "feasible"] = 1.0 if self.feasible else 0.0
         for i, (z, d) in enumerate(zip(self.z, self.d_out, strict=True)):
@@ -111,10 +101,8 @@ def _integral(x: float) -> bool:
 def _check_network(layers: Sequence[int], d_out: Sequence[int]) -> tuple[list[int], list[int]]:
     sizes, degrees = [int(n) for n in layers], [int(d) for d in d_out]
     if len(sizes) < 2 or len(degrees) != len(sizes) - 1:
-        raise UserError(
-            f"hardware estimate: {len(sizes)} layer sizes need {len(sizes) - 1} "
-            f"out-degrees, got {len(degrees)}"
-        )
+        raise UserError(f"hardware estimate: {len(sizes)} layer sizes need {len(sizes) - 1} "
+                        f"out-degrees, got {len(degrees)}")
     if min(sizes) < 1:
         raise UserError(f"hardware estimate: layer sizes {sizes} must be positive")
     for i, (d, n) in enumerate(zip(degrees, sizes[1:], strict=True)):
@@ -136,13 +124,8 @@ def feasible_clocks(layers: Sequence[int], d_out: Sequence[int]) -> list[int]:
     return [c for c in range(step, g + 1, step) if g % c == 0]
 
 
-def z_for(
-    layers: Sequence[int],
-    d_out: Sequence[int],
-    *,
-    target_c: float | None = None,
-    z1: float | None = None,
-) -> tuple[list[float], float]:
+def z_for(layers: Sequence[int], d_out: Sequence[int], *, target_c: float | None = None,
+          z1: float | None = None) -> tuple[list[float], float]:
     """Edges per clock ``z_i`` and the clocks ``C``: from ``target_c`` (``z_i = |W_i| / C``),
     from the first junction's ``z1`` (``C = |W_1| / z1``), or, with neither, the smallest
     feasible ``C`` (``lcm(d_out)`` when no ``C`` is feasible; the result is then infeasible).
@@ -208,20 +191,15 @@ def estimate(
         name = f"junction {i + 1} ({sizes[i]} -> {sizes[i + 1]})"
         if not _integral(d_in[i]):
             reasons.append(f"{name}: d_in = {d_in[i]:g} is not an integer")
-        for label, value in (
-            (f"N_{i}/z", sizes[i] / zs[i]),
-            ("z/d_out", zs[i] / degrees[i]),
-            ("z/d_in", zs[i] / d_in[i]),
-        ):
+        for label, value in ((f"N_{i}/z", sizes[i] / zs[i]), ("z/d_out", zs[i] / degrees[i]),
+                             ("z/d_in", zs[i] / d_in[i])):
             if not _integral(value):
                 reasons.append(f"{name}: {label} = {value:g} is not an integer")
     per_junction = [w / zz for w, zz in zip(edges, zs, strict=True)]
     c = max(per_junction)
     if max(per_junction) - min(per_junction) > 1e-9:
-        reasons.append(
-            "junctions take different clocks per sample "
-            f"({', '.join(f'{x:g}' for x in per_junction)}); C = |W_i|/z_i must match"
-        )
+        reasons.append("junctions take different clocks per sample "
+                       f"({', '.join(f'{x:g}' for x in per_junction)}); C = |W_i|/z_i must match")
     cpc = c + 2 + proctime
     mult_train = sum(2 * zz + zz / di for zz, di in zip(zs, d_in, strict=True)) + 2 * sum(zs[1:])
     mult_inf = sum(zs)
@@ -229,11 +207,9 @@ def estimate(
     add_inf = sum(zs)
     b = bits
     act_bits = [input_bits] + [b] * j
-    core = (
-        b * sum(w + n for w, n in zip(edges, sizes[1:], strict=True))
-        + sum((2 * (j - i) + 1) * sizes[i] * act_bits[i] for i in range(j))
-        + sum(2 * sizes[i] * b for i in range(1, j + 1))
-    )
+    core = (b * sum(w + n for w, n in zip(edges, sizes[1:], strict=True))
+            + sum((2 * (j - i) + 1) * sizes[i] * act_bits[i] for i in range(j))
+            + sum(2 * sizes[i] * b for i in range(1, j + 1)))
     extra_train = sum((2 * (j - i) + 1) * sizes[i] * b for i in range(1, j))
     mem_inf, mem_train = 1.1 * core, 1.1 * (core + extra_train)
     # multiply-accumulates per sample: feed-forward every edge; training adds back-propagation
@@ -241,34 +217,18 @@ def estimate(
     macs = sum(edges) + (sum(edges[1:]) + sum(edges) if training else 0)
     writes = sum(edges) if training else 0
     memory = mem_train if training else mem_inf
-    e = (
-        macs * (energy.e_mac + 2 * b * energy.e_bit)
-        + writes * b * energy.e_bit
-        + energy.e_leak * memory * cpc
-    )
+    e = (macs * (energy.e_mac + 2 * b * energy.e_bit) + writes * b * energy.e_bit
+         + energy.e_leak * memory * cpc)
     density = sum(edges) / sum(a * n for a, n in zip(sizes[:-1], sizes[1:], strict=True))
     return HardwareEstimate(
-        layers=tuple(sizes),
-        d_out=tuple(degrees),
-        d_in=tuple(d_in),
-        z=tuple(zs),
-        clocks=c,
-        clocks_per_sample=cpc,
-        throughput=f_clk / cpc,
+        layers=tuple(sizes), d_out=tuple(degrees), d_in=tuple(d_in), z=tuple(zs), clocks=c,
+        clocks_per_sample=cpc, throughput=f_clk / cpc,
         latency_clocks=(2 if training else 1) * j * cpc,
-        latency_clocks_inference=j * cpc,
-        latency_clocks_training=2 * j * cpc,
-        multipliers=mult_train if training else mult_inf,
-        multipliers_inference=mult_inf,
-        adders=add_train if training else add_inf,
-        adders_inference=add_inf,
-        memory_bits=memory,
-        memory_bits_inference=mem_inf,
-        memory_bits_training=mem_train,
-        energy=e,
-        density=density,
-        feasible=not reasons,
-        reasons=tuple(reasons),
+        latency_clocks_inference=j * cpc, latency_clocks_training=2 * j * cpc,
+        multipliers=mult_train if training else mult_inf, multipliers_inference=mult_inf,
+        adders=add_train if training else add_inf, adders_inference=add_inf,
+        memory_bits=memory, memory_bits_inference=mem_inf, memory_bits_training=mem_train,
+        energy=e, density=density, feasible=not reasons, reasons=tuple(reasons),
         training=training,
     )
 

@@ -90,31 +90,19 @@ class SparseMLP(nn.Module):
         if cf_type not in CLASH_FREE_TYPES:
             raise UserError(f"clash-free type {cf_type}: choose 1, 2 or 3")
         self.kind = kind
-        self.z = (
-            tuple(junction_banks(self.layers, self.d_out, target_c))
-            if kind == "clash_free"
+        self.z = tuple(junction_banks(self.layers, self.d_out, target_c)) if kind == "clash_free" \
             else tuple(0 for _ in self.d_out)
-        )
         modules: list[nn.Module] = [nn.Flatten()]
         last = len(self.d_out) - 1
-        for i, (n_left, n_right, d) in enumerate(
-            zip(self.layers[:-1], self.layers[1:], self.d_out, strict=True)
-        ):
+        for i, (n_left, n_right, d) in enumerate(zip(self.layers[:-1], self.layers[1:], self.d_out,
+                                                    strict=True)):
             if kind != "random" and d not in feasible_out_degrees(n_left, n_right):
                 raise UserError(
                     f"junction {i + 1} ({n_left} -> {n_right}): d_out={d} is infeasible; "
                     f"choose from {feasible_out_degrees(n_left, n_right)}"
                 )
-            mask = adjacency(
-                kind,
-                n_left,
-                n_right,
-                d,
-                z=self.z[i] or None,
-                seed=seed * 1009 + i,
-                cf_type=cf_type,
-                dither=dither,
-            )
+            mask = adjacency(kind, n_left, n_right, d, z=self.z[i] or None, seed=seed * 1009 + i,
+                             cf_type=cf_type, dither=dither)
             modules.append(SparseLinear(mask, path=path))
             if i < last:
                 modules.append(activation())
@@ -128,10 +116,8 @@ class SparseMLP(nn.Module):
 
     @property
     def d_in(self) -> tuple[int, ...]:
-        return tuple(
-            n * d // r
-            for n, d, r in zip(self.layers[:-1], self.d_out, self.layers[1:], strict=True)
-        )
+        return tuple(n * d // r for n, d, r in zip(self.layers[:-1], self.d_out, self.layers[1:],
+                                                  strict=True))
 
     @property
     def density(self) -> float:

@@ -56,11 +56,9 @@ class Undeclared(SearchSpace):
     name = "undeclared"
 
     def sample(self, suggest: Suggest) -> Candidate:
-        return {
-            "depth": suggest.int("depth", 1, 5, group="core", default=2),
-            "rate": suggest.float("rate", 1e-4, 1e-1, group="core", default=1e-2, log=True),
-            "kind": suggest.categorical("kind", ["a", "b", "c"], group="core", default="a"),
-        }
+        return {"depth": suggest.int("depth", 1, 5, group="core", default=2),
+                "rate": suggest.float("rate", 1e-4, 1e-1, group="core", default=1e-2, log=True),
+                "kind": suggest.categorical("kind", ["a", "b", "c"], group="core", default="a")}
 
     def build(self, candidate: Mapping[str, Any], data: DataSpec) -> torch.nn.Module:
         raise NotImplementedError

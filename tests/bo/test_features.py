@@ -50,16 +50,10 @@ def test_layer_widths_from_a_template_or_a_list() -> None:
     by_name = LayerWidths("channels_{i}", count="num_conv_layers", bounds=bounds)
     assert by_name.name == "channels"
     assert by_name.width == 5
-    assert by_name.encode(
-        {"num_conv_layers": 2, "channels_0": 20, "channels_1": 40, "channels_2": 999}
-    ) == [2.0, 20.0, 40.0, 16.0, 16.0]
-    assert set(by_name.reads()) == {
-        "num_conv_layers",
-        "channels_0",
-        "channels_1",
-        "channels_2",
-        "channels_3",
-    }
+    assert by_name.encode({"num_conv_layers": 2, "channels_0": 20, "channels_1": 40,
+                           "channels_2": 999}) == [2.0, 20.0, 40.0, 16.0, 16.0]
+    assert set(by_name.reads()) == {"num_conv_layers", "channels_0", "channels_1",
+                                    "channels_2", "channels_3"}
     as_list = LayerWidths("channels", bounds=bounds)
     assert as_list.encode({"channels": [20, 40]}) == [2.0, 20.0, 40.0, 16.0, 16.0]
     with pytest.raises(ValueError, match="at most 4"):

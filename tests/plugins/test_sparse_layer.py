@@ -33,10 +33,8 @@ def _reference(layer: SparseLinear, x: torch.Tensor, gy: torch.Tensor):
 
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("path", SPARSE_PATHS)
-@pytest.mark.parametrize(
-    ("kind", "n_left", "n_right", "d_out"),
-    [("basic", 64, 32, 8), ("clash_free", 96, 48, 6), ("random", 50, 30, 7)],
-)
+@pytest.mark.parametrize(("kind", "n_left", "n_right", "d_out"),
+                         [("basic", 64, 32, 8), ("clash_free", 96, 48, 6), ("random", 50, 30, 7)])
 def test_every_path_matches_the_dense_computation(kind, n_left, n_right, d_out, path, bias):
     torch.manual_seed(0)
     mask = adjacency(kind, n_left, n_right, d_out, z=8 if kind == "clash_free" else None, seed=1)
@@ -49,9 +47,8 @@ def test_every_path_matches_the_dense_computation(kind, n_left, n_right, d_out, 
     y_ref, gx_ref, gw_ref, gb_ref = _reference(layer, x, gy)
     torch.testing.assert_close(y, y_ref, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(x.grad, gx_ref, atol=1e-5, rtol=1e-5)
-    grad_w = (
-        layer.values.grad if path == "sparse" else layer.weight.grad.reshape(-1)[layer.flat_index]
-    )
+    grad_w = (layer.values.grad if path == "sparse"
+              else layer.weight.grad.reshape(-1)[layer.flat_index])
     torch.testing.assert_close(grad_w, gw_ref.reshape(-1)[layer.flat_index], atol=1e-5, rtol=1e-5)
     if path == "masked":  # the dense gradient is exactly zero off the mask
         assert torch.count_nonzero(layer.weight.grad[~mask]) == 0
@@ -88,11 +85,10 @@ def test_zeros_stay_exactly_zero_through_training(path, optimizer):
     layer = SparseLinear(mask, path=path)
     before = layer.dense_weight().clone()
     params = list(layer.parameters())
-    opt = {
-        "adam_wd": lambda: torch.optim.Adam(params, lr=1e-2, weight_decay=1e-2),
-        "adamw": lambda: torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1),
-        "sgd_momentum_wd": lambda: torch.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-2),
-    }[optimizer]()
+    opt = {"adam_wd": lambda: torch.optim.Adam(params, lr=1e-2, weight_decay=1e-2),
+           "adamw": lambda: torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1),
+           "sgd_momentum_wd": lambda: torch.optim.SGD(params, lr=0.1, momentum=0.9,
+                                                      weight_decay=1e-2)}[optimizer]()
     _train_steps(layer, opt, 20, 64)
     after = layer.dense_weight()
     assert torch.count_nonzero(after[~mask]) == 0
@@ -170,15 +166,8 @@ def test_sparse_mlp_trains_on_morse_and_keeps_its_zeros(tmp_path, path):
     torch.manual_seed(0)
     net = SparseMLP([64, 128, 64], [16, 8], kind="clash_free", path=path)
     masks = [j.mask.clone() for j in net.junctions]
-    result = train(
-        net,
-        data,
-        lr=1e-2,
-        weight_decay=1e-3,
-        batch_size=32,
-        seed=0,
-        settings=TrainerSettings(epochs=8, device="cpu"),
-    )
+    result = train(net, data, lr=1e-2, weight_decay=1e-3, batch_size=32, seed=0,
+                   settings=TrainerSettings(epochs=8, device="cpu"))
     assert result.best_val_acc > 5 * 100 / 64  # it learns: well above chance (1.6%)
     for junction, mask in zip(net.junctions, masks, strict=True):
         assert junction.path == path
@@ -187,25 +176,9 @@ def test_sparse_mlp_trains_on_morse_and_keeps_its_zeros(tmp_path, path):
 
 def test_layer_bench_runs_and_ends_with_json():
     bench = Path(__file__).resolve().parents[2] / "bench" / "sparse_layer.py"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(bench),
-            "--sizes",
-            "64",
-            "--densities",
-            "1",
-            "0.25",
-            "--repeats",
-            "1",
-            "--min-seconds",
-            "0",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    proc = subprocess.run([sys.executable, str(bench), "--sizes", "64", "--densities", "1",
+                           "0.25", "--repeats", "1", "--min-seconds", "0"],
+                          capture_output=True, text=True, timeout=120, check=True)
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert set(result["ratio_vs_dense"]["64"]) == {"1", "0.25"}
     assert result["auto_path"]["64"] == {"1": "dense", "0.25": "masked"}

@@ -74,16 +74,13 @@ def test_clash_free_degrees_and_banks(n_left, n_right, d_out, z, cf_type, dither
     for sweep in sched.view(d_out, n_left):
         assert sorted(sweep.tolist()) == list(range(n_left))
     # the adjacency is the schedule: right neuron r owns slots [r d_in, (r+1) d_in)
-    mask = adjacency(
-        "clash_free", n_left, n_right, d_out, z=z, seed=seed, cf_type=cf_type, dither=dither
-    )
+    mask = adjacency("clash_free", n_left, n_right, d_out, z=z, seed=seed, cf_type=cf_type,
+                     dither=dither)
     _assert_exact_degrees(mask, d_out)
     d_in = n_left * d_out // n_right
     for r in range(n_right):
-        assert (
-            sorted(sched[r * d_in : (r + 1) * d_in].tolist())
-            == mask[r].nonzero().squeeze(1).tolist()
-        )
+        assert sorted(sched[r * d_in : (r + 1) * d_in].tolist()) == \
+            mask[r].nonzero().squeeze(1).tolist()
 
 
 def test_clash_free_types_differ_as_described():
@@ -97,9 +94,8 @@ def test_clash_free_types_differ_as_described():
 
     r2, r3 = rows(2), rows(3)
     for r in (r2, r3):  # types 2 and 3: +1 modulo depth from a start row
-        assert torch.equal(
-            (r[:, 1:] - r[:, :-1]) % depth, torch.ones(d_out, depth - 1, z, dtype=torch.long)
-        )
+        assert torch.equal((r[:, 1:] - r[:, :-1]) % depth, torch.ones(d_out, depth - 1, z,
+                                                                      dtype=torch.long))
     assert all(torch.equal(r3[0, 0], r3[s, 0]) for s in range(d_out))  # type 3: same starts
     assert not all(torch.equal(r2[0, 0], r2[s, 0]) for s in range(d_out))
     lanes = clash_free_schedule(n_left, n_right, d_out, z, seed=3, dither=False) % z

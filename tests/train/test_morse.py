@@ -105,9 +105,8 @@ def test_frames_are_cached_on_disk(tmp_path):
         f_x = f["x"].copy()
     assert np.array_equal(f_x, x)
     np.savez(path, x=np.ones_like(x), y=np.zeros(len(x), dtype=np.int64))
-    assert np.array_equal(
-        Morse(examples_per_class=5, cache_dir=str(tmp_path)).frames()[0], np.ones_like(x)
-    )
+    assert np.array_equal(Morse(examples_per_class=5, cache_dir=str(tmp_path)).frames()[0],
+                          np.ones_like(x))
     other = Morse(examples_per_class=5, noise_std=0.1, cache_dir=str(tmp_path))
     assert other.cache_path() != path
     path.write_bytes(b"damaged")
