@@ -1,8 +1,9 @@
-"""Every ``Suggest`` dnc passes to ``SearchSpace.sample``, in one leaf module.
+"""The ``Suggest`` protocol and every implementation dnc passes to ``SearchSpace.sample``, in
+one leaf module.
 
-A search space draws a candidate define-by-run from a ``Suggest`` (``dnc.plugins.Suggest``:
-``int``, ``float`` and ``categorical``, each with a ``group`` and a ``default``). Where the
-values come from is the ``Suggest``'s business:
+A search space draws a candidate define-by-run from a ``Suggest`` (re-exported as
+``dnc.plugins.Suggest``: ``int``, ``float`` and ``categorical``, each with a ``group`` and a
+``default``). Where the values come from is the ``Suggest``'s business:
 
 - ``DefaultSuggest``: every parameter at its default (the reference candidate);
 - ``TrialSuggest``: an Optuna trial for the searched groups, a base candidate for the rest;
@@ -22,7 +23,15 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 
-class _Suggest(Protocol):  # dnc.plugins.Suggest, restated to keep this module a leaf
+class Suggest(Protocol):
+    """Where a search space gets its parameter values from, define-by-run.
+
+    A stage passes a ``TrialSuggest`` (values of the groups it searches come from its Optuna
+    trial, the rest are held at the base candidate or the default); the ramp-BO sampler a
+    ``CoordinateSuggest`` (rows of uniforms). Bounds may depend on earlier values
+    (``channels_i in [c_{i-1}, 2 c_{i-1}]``). Re-exported as ``dnc.plugins.Suggest``.
+    """
+
     def int(
         self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
     ) -> int: ...
@@ -248,7 +257,7 @@ class RecordingSuggest:
     """Passes every question to ``inner`` and records it in ``records`` (name ->
     ``ParamRecord``; the same dict may collect several samples)."""
 
-    def __init__(self, inner: _Suggest, records: dict[str, ParamRecord] | None = None) -> None:
+    def __init__(self, inner: Suggest, records: dict[str, ParamRecord] | None = None) -> None:
         self.inner = inner
         self.records: dict[str, ParamRecord] = {} if records is None else records
 
@@ -287,6 +296,7 @@ __all__ = [
     "ParamRecord",
     "RecordingSuggest",
     "ReplaySuggest",
+    "Suggest",
     "TrialSuggest",
     "UniformSuggest",
 ]

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
+
+from dnc.suggest import Suggest
 
 Candidate = dict[str, Any]
 """One network and its training hyperparameters: parameter name -> value (an Optuna trial's
@@ -42,28 +44,6 @@ def _frozen(value: Any) -> Hashable:
     if isinstance(value, (list, tuple)):
         return tuple(_frozen(v) for v in value)
     return value if isinstance(value, Hashable) else repr(value)
-
-
-class Suggest(Protocol):
-    """Where a search space gets its parameter values from, define-by-run.
-
-    The pipeline passes one backed by an Optuna trial (values for the stage's active groups come
-    from the sampler, the rest are held at the best candidate so far or the default); the ramp-BO
-    sampler passes one backed by a vector of uniforms to draw prior and random candidates.
-    Bounds may depend on earlier values (``channels_i in [c_{i-1}, 2 c_{i-1}]``).
-    """
-
-    def int(
-        self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
-    ) -> int: ...
-
-    def float(
-        self, name: str, low: float, high: float, *, group: str, default: float, log: bool = False
-    ) -> float: ...
-
-    def categorical(
-        self, name: str, choices: Sequence[Any], *, group: str, default: Any
-    ) -> Any: ...
 
 
 @dataclass(frozen=True)
