@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import re
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -127,6 +128,8 @@ def _keys_near(full_key: str, config_name: str) -> list[str]:
 def run_cli(entry: Callable[[], Any], config_name: str = "config") -> None:
     """Run a ``@hydra.main`` entry point (whose primary config is ``config_name``); Hydra's
     composition errors become one ``dnc: error:`` line."""
+    if hasattr(signal, "SIGPIPE"):  # `python -m dnc --help | head` ends quietly, as a CLI should
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     held = HeldStderr()
     sys.stderr = held
     try:

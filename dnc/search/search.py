@@ -88,7 +88,7 @@ class Search:
     def run(self) -> SearchResult:
         """Run (or resume) every stage, then the final test; the best candidates."""
         data = self.load_data()
-        first = self._study(self.stages[0])
+        first = self._study(self.stages[0], record=False)  # settings once the cost is calibrated
         self.cost = calibrated(
             self.cost, first, space=self.space, data=data, trainer=self.trainer, seed=self.seed
         )
@@ -152,14 +152,16 @@ class Search:
             self._placed = True
         return self._data
 
-    def _study(self, stage: Stage) -> optuna.Study:
+    def _study(self, stage: Stage, record: bool = True) -> optuna.Study:
+        """The stage's study, created on first use; ``record``: keep the search's settings on it
+        (the first time)."""
         study = optuna.create_study(
             storage=self.storage,
             study_name=study_name(self.settings.name, stage.spec.name),
             direction="minimize",
             load_if_exists=True,
         )
-        if records.SETTINGS not in study.user_attrs:
+        if record and records.SETTINGS not in study.user_attrs:
             study.set_user_attr(records.SETTINGS, self._params())
         return study
 

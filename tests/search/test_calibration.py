@@ -62,6 +62,7 @@ def test_a_third_party_auto_cost_is_calibrated_and_every_trial_finishes(tmp_path
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
     assert study.user_attrs["dnc.cost"]["kwargs"] == {"hidden_bar": 200.0}  # the reference
     assert result.cost_settings == {"hidden_bar": 200.0}
+    assert '"hidden_bar": 200.0' in study.user_attrs["dnc.settings"]["cost_settings"]
 
 
 def test_a_resumed_search_reuses_the_recorded_normaliser(tmp_path):
