@@ -179,6 +179,7 @@ def build(
     dataset = instantiate(cfg.dataset, Dataset, "dataset")
     dataset.check()
     space = instantiate(cfg.search_space, SearchSpace, "search_space")
+    space.check()
     cost = instantiate(cfg.cost, CostEvaluator, "cost")
     trainer = typed(cfg.trainer, TrainerSettings)
 

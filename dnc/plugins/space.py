@@ -66,7 +66,8 @@ class SearchSpace(abc.ABC):
         return self.sample(DefaultSuggest())
 
     def check(self) -> None:  # noqa: B027 - optional hook, nothing to check by default
-        """Raise ``UserError`` for inconsistent settings (e.g. low > high)."""
+        """Raise ``UserError`` for inconsistent settings (e.g. low > high); dnc calls it once
+        the space is built from its config, before anything slow."""
 
     def describe(self, candidate: Mapping[str, Any]) -> str:
         """A short one-line summary for tables and logs."""
