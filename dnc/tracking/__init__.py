@@ -1,1 +1,3 @@
-"""MLflow logging of searches and trials, the live console view, and reports."""
+"""What users see of a search: the console view (``console.SearchConsole``), MLflow runs
+(``mlflow_tracker.MlflowTracker``), both ``dnc.search.events.SearchObserver``s, and the
+performance-complexity front of ``python -m dnc.report`` (``front``)."""
