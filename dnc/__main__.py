@@ -64,9 +64,15 @@ def _run_dir() -> tuple[str | None, str, str | None]:
 
     if not HydraConfig.initialized():
         return None, "", None
+    from dnc.search.storage import mask_url
+
     hc = HydraConfig.get()
     output_dir = str(hc.runtime.output_dir)
-    overrides = [o for o in hc.overrides.task if not o.startswith("hydra.run.dir=")]
+    overrides = [  # a password in a URL is not printed: the user types it again
+        f"{key}={mask_url(value)}" if "://" in value else f"{key}={value}"
+        for key, _, value in (o.partition("=") for o in hc.overrides.task)
+        if key != "hydra.run.dir"
+    ]
     hint = " ".join(["python -m dnc", *overrides, f"hydra.run.dir={output_dir}"])
     log_file = _log_file()
     return output_dir, hint, log_file
