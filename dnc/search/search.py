@@ -34,7 +34,14 @@ from dnc.search.objective import LossParts
 from dnc.search.results import SearchResult, final_test, recorded_test_acc, write_results
 from dnc.search.settings import SearchSettings, StorageSettings
 from dnc.search.stages import Stage, StageContext, make_stage
-from dnc.search.storage import load, mask_url, open_storage, ranked_trials, study_name
+from dnc.search.storage import (
+    load,
+    mask_url,
+    open_storage,
+    ranked_trials,
+    search_studies,
+    study_name,
+)
 from dnc.search.trial import TrialRunner
 from dnc.train.settings import TrainerSettings
 
@@ -200,8 +207,8 @@ class Search:
             return
         reasons = collections.Counter(
             reason
-            for stage in self.stages
-            for t in self._study(stage).get_trials(deepcopy=False)
+            for name in search_studies(self.storage, self.settings.name)
+            for t in load(self.storage, name).get_trials(deepcopy=False)
             if (reason := records.fail_reason(t)) is not None
         )
         if reasons:

@@ -31,7 +31,7 @@ from dnc.search.events import SearchObserver, SubstageStarted
 from dnc.search.objective import LossParts
 from dnc.search.samplers import SamplerContext, make_sampler
 from dnc.search.settings import SearchSettings, StageSpec
-from dnc.search.storage import ranked_trials, search_studies
+from dnc.search.storage import load, ranked_trials, search_studies
 from dnc.suggest import ParamRecord, RecordingSuggest, ReplaySuggest, TrialSuggest
 
 
@@ -61,9 +61,7 @@ class StageContext:
         """Identities of every candidate of the search that used up budget or is in flight."""
         keys = set()
         for name in search_studies(self.storage, self.search):
-            for t in optuna.load_study(study_name=name, storage=self.storage).get_trials(
-                deepcopy=False
-            ):
+            for t in load(self.storage, name).get_trials(deepcopy=False):
                 key = records.tried_key(t)
                 if key is not None:
                     keys.add(key)

@@ -76,3 +76,21 @@ def test_a_search_where_every_trial_fails_stops_with_a_clear_error(tmp_path):
         search.run()
     study = optuna.load_study(study_name="fail/core", storage=f"sqlite:///{tmp_path}/s.db")
     assert len(study.get_trials(states=(TrialState.FAIL,))) == 3
+
+
+def test_a_stage_in_which_every_trial_failed_stops_the_search_before_the_next(tmp_path):
+    """Fewer failures than max_failures_in_a_row, but nothing completed: the search stops
+    after the stage with the most common reason, and no later stage's study is created."""
+    search = make_search(
+        tmp_path,
+        name="fail",
+        stages=(StageSpec("core", groups=("core",), trials=2), StageSpec("arch", kind="grid")),
+        bo=BOSettings(prior_states=2, steps=0),
+        space=DivergingMLP(hidden_layers=(2, 2)),
+        cost=NumParams(),
+        epochs=1,
+    )
+    with pytest.raises(TrialsFailed, match=r"all 2 trials failed; the most common reason \(2 of"):
+        search.run()
+    names = [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{tmp_path}/s.db")]
+    assert names == ["fail/core"]
