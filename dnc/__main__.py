@@ -8,10 +8,11 @@ then the search runs.
 from __future__ import annotations
 
 import logging
+import shlex
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from dnc.cli import fail, release_stderr, run_cli
@@ -64,16 +65,18 @@ def _run_dir() -> tuple[str | None, str, str | None]:
 
     if not HydraConfig.initialized():
         return None, "", None
-    from dnc.search.storage import mask_url
+    from dnc.secrets import mask_url
 
     hc = HydraConfig.get()
     output_dir = str(hc.runtime.output_dir)
+    given = OmegaConf.to_container(hc.overrides.task, resolve=False)  # ${oc.env:...} as typed
+    assert isinstance(given, list)
     overrides = [  # a password in a URL is not printed: the user types it again
-        f"{key}={mask_url(value)}" if "://" in value else f"{key}={value}"
-        for key, _, value in (o.partition("=") for o in hc.overrides.task)
+        shlex.quote(f"{key}={mask_url(value)}" if "://" in value else f"{key}={value}")
+        for key, _, value in (str(o).partition("=") for o in given)
         if key != "hydra.run.dir"
     ]
-    hint = " ".join(["python -m dnc", *overrides, f"hydra.run.dir={output_dir}"])
+    hint = " ".join(["python -m dnc", *overrides, f"hydra.run.dir={shlex.quote(output_dir)}"])
     log_file = _log_file()
     return output_dir, hint, log_file
 

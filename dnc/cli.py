@@ -18,8 +18,10 @@ from typing import Any, NoReturn
 
 
 def fail(message: str) -> NoReturn:
-    """Print ``dnc: error: message`` to stderr and exit with status 2."""
-    print(f"dnc: error: {message}", file=sys.stderr)
+    """Print ``dnc: error: message`` to stderr (passwords scrubbed) and exit with status 2."""
+    from dnc.secrets import scrub
+
+    print(f"dnc: error: {scrub(message)}", file=sys.stderr)
     sys.exit(2)
 
 

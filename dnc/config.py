@@ -181,7 +181,8 @@ def build(
     space = instantiate(cfg.search_space, SearchSpace, "search_space")
     space.check()
     cost = instantiate(cfg.cost, CostEvaluator, "cost")
-    trainer = typed(cfg.trainer, TrainerSettings)
+    worker = worker_index(cfg)
+    trainer = typed(cfg.trainer, TrainerSettings).for_worker(worker)
 
     from dnc.search.search import Search
     from dnc.tracking.console import SearchConsole
@@ -204,8 +205,20 @@ def build(
         observers=[console, *([tracker] if tracker else [])],
         output_dir=output_dir,
         resume_hint=resume_hint,
+        worker=worker,
     )
     return search, tracker
+
+
+def worker_index(cfg: DictConfig) -> int | None:
+    """The worker's index (``+worker=N``, swept by a launcher: ``+worker='range(4)'``), or
+    ``None`` when the command line gives none; ``UserError`` unless it is an integer >= 0."""
+    value = cfg.get("worker")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise UserError(f"worker={value!r}: give an integer >= 0 (+worker=0, or range(N))")
+    return value
 
 
 __all__ = [
@@ -218,4 +231,5 @@ __all__ = [
     "schema_path",
     "typed",
     "valid_keys",
+    "worker_index",
 ]

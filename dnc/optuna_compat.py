@@ -35,6 +35,12 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     return [s.study_name for s in sorted(storage.get_all_studies(), key=lambda s: s._study_id)]
 
 
+def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage ``study`` reads and writes (without the cache Optuna wraps it in)."""
+    storage = study._storage
+    return getattr(storage, "_backend", storage)  # type: ignore[no-any-return]
+
+
 def set_trial_system_attr(study: optuna.Study, trial: FrozenTrial, key: str, value: Any) -> None:
     """Record ``key: value`` in the system attributes of ``trial`` (what a sampler may do for the
     trial it samples; ``Trial.set_system_attr`` is gone from the public API)."""
@@ -100,6 +106,7 @@ __all__ = [
     "raise_if_multi_objective",
     "set_trial_system_attr",
     "study_id",
+    "storage_of",
     "study_names",
     "trial_id",
 ]

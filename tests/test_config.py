@@ -141,3 +141,27 @@ def test_bad_settings_are_found_before_torch_is_imported(overrides):
         [sys.executable, "-c", CHECK, *overrides], capture_output=True, text=True, check=True
     ).stdout
     assert "error: " in out and "torch imported: False" in out, out
+
+
+def test_the_worker_index_is_checked_and_spreads_workers_over_gpus(monkeypatch):
+    import torch
+    from omegaconf import OmegaConf
+
+    from dnc.config import worker_index
+    from dnc.plugins import UserError
+    from dnc.train.settings import TrainerSettings
+
+    assert worker_index(OmegaConf.create({})) is None
+    assert worker_index(OmegaConf.create({"worker": 3})) == 3
+    for bad in (-1, "a", True, 1.5):
+        with pytest.raises(UserError, match="worker="):
+            worker_index(OmegaConf.create({"worker": bad}))
+    auto = TrainerSettings()
+    assert auto.for_worker(None) is auto
+    if not torch.cuda.is_available():
+        assert auto.for_worker(5).device == "auto"  # no GPU: trains where auto says (the CPU)
+    # a machine with 4 GPUs (which this one is not): worker i takes cuda:i % 4
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert [auto.for_worker(i).device for i in (0, 1, 5)] == ["cuda:0", "cuda:1", "cuda:1"]
+    assert TrainerSettings(device="cpu").for_worker(2).device == "cpu"  # an explicit device holds

@@ -23,7 +23,7 @@ from dnc.plugins import (
     UserError,
     calibrate_cost,
 )
-from dnc.search import records
+from dnc.search import coordination, records
 from dnc.search.objective import evaluate
 from dnc.search.storage import record_cost, recorded_cost
 from dnc.search.trial import failure_reason
@@ -45,16 +45,19 @@ def calibrated(
     seed: int,
 ) -> CostEvaluator:
     """The search's cost evaluator with its normaliser set: as recorded on ``study`` by an
-    earlier run of the same search, else ``cost`` calibrated here (when it needs it) and
-    recorded."""
-    if records.COST in study.user_attrs:
-        return recorded_cost(study)
-    if cost.needs_calibration:
-        calibrate_cost(
-            cost, reference_figures(cost, space=space, data=data, trainer=trainer, seed=seed)
-        )
-    record_cost(study, cost)
-    return cost
+    earlier run of the same search or another worker, else ``cost`` calibrated here (when it
+    needs it) and recorded. Workers sharing the search take turns: one calibrates, the others
+    wait and read its result."""
+    with coordination.lock(study, f"{study.study_name}:calibrate"):  # one worker calibrates
+        if records.COST in study.user_attrs:
+            return recorded_cost(study)
+        if cost.needs_calibration:
+            calibrate_cost(
+                cost, reference_figures(cost, space=space, data=data, trainer=trainer, seed=seed)
+            )
+            log.info("calibrated cost %s on this machine: %s", cost.name, cost.settings())
+        record_cost(study, cost)
+        return cost
 
 
 def reference_figures(

@@ -22,7 +22,7 @@ from dnc import optuna_compat
 from dnc.plugins import Candidate, UserError
 from dnc.search import records
 from dnc.search.events import SearchObserver, TrialFinished, TrialsAbandoned
-from dnc.search.trial import TrialOutcome, TrialRunner
+from dnc.search.trial import CandidateTaken, TrialOutcome, TrialRunner
 
 
 class TrialsFailed(UserError):
@@ -43,7 +43,8 @@ class Steps(Protocol):
         """A new trial (``study.ask()``), or why there is none now."""
 
     def candidate(self, trial: optuna.Trial) -> tuple[Candidate, str]:
-        """The candidate ``trial`` trains, and its grid sub-stage (or "")."""
+        """The candidate ``trial`` trains, and its grid sub-stage (or ""); ``CandidateTaken``
+        when another trial holds it (the driver asks again)."""
 
     def budget(self, trials: list[FrozenTrial]) -> int:
         """How many trials the stage runs, for progress (given the study's trials)."""
@@ -88,7 +89,10 @@ class Driver:
                 time.sleep(self.poll_seconds)
                 continue
             assert isinstance(step, optuna.Trial)
-            outcome = self.runner.run(study, step, stage, steps.candidate)
+            try:
+                outcome = self.runner.run(study, step, stage, steps.candidate)
+            except CandidateTaken:  # another worker holds the candidate: ask again
+                continue
             outcomes.append(outcome)
             trials = study.get_trials(deepcopy=False)
             self.observer.trial_finished(

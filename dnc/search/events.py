@@ -77,6 +77,7 @@ class TrialStarted:
     substage: str
     trial: optuna.Trial
     candidate: Candidate
+    worker: str = ""  # the process training it (``dnc.search.trial.worker_name``)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ FIGURES = "figures"
 STAGE = "stage"
 SUBSTAGE = "substage"
 WORKER = "worker"
+DUPLICATE_OF = "duplicate_of"  # a trial given up: its candidate was taken by this trial
 FAIL_REASON = "fail_reason"
 MLFLOW_RUN = "mlflow_run_id"
 
@@ -133,6 +134,7 @@ __all__ = [
     "BASE",
     "CANDIDATE",
     "COST",
+    "DUPLICATE_OF",
     "FAIL_REASON",
     "FIGURES",
     "FINAL_TEST",

@@ -19,7 +19,7 @@ from typing import Any
 import optuna
 
 from dnc.plugins import CostEvaluator, Dataset, SearchSpace, TensorData
-from dnc.search import records
+from dnc.search import coordination, records
 from dnc.search.calibration import calibrated
 from dnc.search.driver import Driver, TrialsFailed, best_loss
 from dnc.search.events import (
@@ -42,7 +42,7 @@ from dnc.search.storage import (
     search_studies,
     study_name,
 )
-from dnc.search.trial import TrialRunner
+from dnc.search.trial import TrialRunner, worker_name
 from dnc.train.settings import TrainerSettings
 
 
@@ -70,6 +70,7 @@ class Search:
         observers: Sequence[SearchObserver] = (),
         output_dir: str | Path | None = None,
         resume_hint: str = "",
+        worker: int | None = None,
     ) -> None:
         self.settings = settings
         self.space = space
@@ -83,6 +84,7 @@ class Search:
         self.observer = Observers(observers)
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.resume_hint = resume_hint
+        self.worker = worker
         self.stages: list[Stage] = [make_stage(spec, settings) for spec in settings.stages]
         s = self.storage_settings
         self.storage = open_storage(
@@ -181,6 +183,7 @@ class Search:
             trainer=self.trainer,
             seed=self.seed,
             observer=self.observer,
+            worker=worker_name(self.worker),
         )
         return Driver(
             runner=runner,
@@ -219,16 +222,19 @@ class Search:
             )
 
     def _final_test(self, data: TensorData) -> dict[str, float]:
-        return final_test(
-            ranked_trials(self.storage, self.settings.name)[: self.settings.num_best],
-            study=self._study(self.stages[-1]),
-            studies={s.spec.name: self._study(s) for s in self.stages},
-            space=self.space,
-            data=data,
-            trainer=self.trainer,
-            seed=self.seed,
-            observer=self.observer,
-        )
+        """Retrain the best on train + validation: one worker at a time, so that each is
+        retrained once (a worker that dies releases the lock to the next)."""
+        with coordination.lock(self.storage, f"{self.settings.name}:final_test"):
+            return final_test(
+                ranked_trials(self.storage, self.settings.name)[: self.settings.num_best],
+                study=self._study(self.stages[-1]),
+                studies={s.spec.name: self._study(s) for s in self.stages},
+                space=self.space,
+                data=data,
+                trainer=self.trainer,
+                seed=self.seed,
+                observer=self.observer,
+            )
 
     def _finish(self, finished: bool, test_acc: dict[str, float]) -> SearchResult:
         """Write the results and tell the observers; also when the search stopped early."""

@@ -10,6 +10,7 @@ second worker, uses the same one.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,13 +26,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dnc import optuna_compat
 from dnc.plugins import Candidate, SearchSpace, UserError, candidate_key
-from dnc.search import records
+from dnc.search import coordination, records
 from dnc.search.driver import Driver, Wait
 from dnc.search.events import SearchObserver, SubstageStarted
 from dnc.search.objective import LossParts
 from dnc.search.samplers import SamplerContext, make_sampler
 from dnc.search.settings import SearchSettings, StageSpec
 from dnc.search.storage import load, ranked_trials, search_studies
+from dnc.search.trial import CandidateTaken
 from dnc.suggest import ParamRecord, RecordingSuggest, ReplaySuggest, TrialSuggest
 
 
@@ -52,10 +54,15 @@ class StageContext:
         """The candidate a stage (``key="stage"``) or grid sub-stage holds fixed: the best of
         the search when it first started, recorded on its study."""
         attr = records.BASE + key
-        if attr not in study.user_attrs:
-            best = ranked_trials(self.storage, self.search)
-            study.set_user_attr(attr, dict(best[0].candidate) if best else {})
-        return dict(study.user_attrs[attr])
+        with self.lock():  # every worker holds the same one
+            if attr not in study.user_attrs:
+                best = ranked_trials(self.storage, self.search)
+                study.set_user_attr(attr, dict(best[0].candidate) if best else {})
+            return dict(study.user_attrs[attr])
+
+    def lock(self) -> contextlib.AbstractContextManager[None]:
+        """The search's lock, held by one worker at a time (``dnc.search.coordination``)."""
+        return coordination.lock(self.storage, self.search)
 
     def tried(self) -> set[Any]:
         """Identities of every candidate of the search that used up budget or is in flight."""
@@ -134,14 +141,20 @@ class BOStage:
                 loss_parts=context.loss_parts,
             ),
         )
-        context.driver.run(study, self.spec.name, _BOSteps(self, context.space, base))
+        context.driver.run(study, self.spec.name, _BOSteps(self, context, base))
+
+
+MAX_REPEATS = 5
+"""A BO stage asks again, up to this many times in a row, when its sampler proposes a candidate
+the stage already tried (after that, the space is taken to be exhausted and it is trained)."""
 
 
 @dataclass
 class _BOSteps:
     stage: BOStage
-    space: SearchSpace
+    context: StageContext
     base: Candidate
+    repeats: int = 0
 
     def next(self, study: optuna.Study) -> optuna.Trial | Wait:
         trials = study.get_trials(deepcopy=False)
@@ -151,7 +164,24 @@ class _BOSteps:
         return Wait.LATER if running else Wait.DONE  # others finish the stage's last trials
 
     def candidate(self, trial: optuna.Trial) -> tuple[Candidate, str]:
-        return self.space.sample(TrialSuggest(trial, self.stage.spec.groups, self.base)), ""
+        """The sampler's candidate, claimed for ``trial``: ``CandidateTaken`` when another
+        trial of the stage is training it (workers that sampled at the same moment) or, up to
+        ``MAX_REPEATS`` times in a row, has tried it."""
+        candidate = self.context.space.sample(
+            TrialSuggest(trial, self.stage.spec.groups, self.base)
+        )
+        key = candidate_key(candidate)
+        me = optuna_compat.trial_id(trial)
+        with self.context.lock():  # the check and the claim, atomic across workers
+            for t in trial.study.get_trials(deepcopy=False):
+                if optuna_compat.trial_id(t) == me or records.tried_key(t) != key:
+                    continue
+                if t.state == TrialState.RUNNING or self.repeats < MAX_REPEATS:
+                    self.repeats += 1
+                    raise CandidateTaken(t.number)
+            trial.set_user_attr(records.CANDIDATE, candidate)
+        self.repeats = 0
+        return candidate, ""
 
     def budget(self, trials: list[FrozenTrial]) -> int:
         return self.stage.budget
@@ -189,7 +219,7 @@ class GridStage:
             variants = space.grid(sub, base)
             distinct = len({candidate_key(v) for v in variants})
             context.observer.substage_started(SubstageStarted(self.spec.name, sub, distinct, base))
-            steps = _GridSteps(sub, variants, varied_params(space, variants), context.tried)
+            steps = _GridSteps(sub, variants, varied_params(space, variants), context)
             context.driver.run(study, self.spec.name, steps)
 
 
@@ -198,12 +228,13 @@ class _GridSteps:
     substage: str
     variants: list[Candidate]
     distributions: dict[str, BaseDistribution]
-    tried: Callable[[], set[Any]]
+    context: StageContext
 
     def next(self, study: optuna.Study) -> optuna.Trial | Wait:
-        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if not waiting and not self._enqueue_missing(study):
-            return Wait.DONE
+        with self.context.lock():  # one worker queues the missing variants, once
+            waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+            if not waiting and not self._enqueue_missing(study):
+                return Wait.DONE
         if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             return Wait.LATER  # only other workers' trials are in flight
         trial = optuna_compat.ask(study)  # pops a queued variant
@@ -214,7 +245,7 @@ class _GridSteps:
 
     def _enqueue_missing(self, study: optuna.Study) -> bool:
         """Queue the variants neither tried nor in flight; True if any is in flight."""
-        seen = self.tried()
+        seen = self.context.tried()
         inflight = False
         for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             inflight = inflight or records.CANDIDATE in trial.user_attrs

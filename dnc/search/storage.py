@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import math
+import random
+import time
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -19,19 +20,10 @@ from optuna.trial import TrialState
 
 from dnc import optuna_compat
 from dnc.plugins import CostEvaluator, UserError
-from dnc.search import records
+from dnc.search import coordination, records
 from dnc.search.objective import score
 from dnc.search.records import Ranked
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***``, for anything printed or written."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not an SQLAlchemy URL: show it as given
-        return url
+from dnc.secrets import mask_url, remember, scrub
 
 
 def open_storage(
@@ -40,23 +32,40 @@ def open_storage(
     """An RDB storage for ``url`` (``sqlite:///file.db``, ``postgresql://...``)."""
     if not isinstance(url, str) or "://" not in url:
         raise UserError(f"storage.url={url!r}: give an SQLAlchemy URL such as sqlite:///optuna.db")
-    if url.startswith("sqlite:///"):
-        path = Path(url[len("sqlite:///") :])
-        if str(path) not in ("", ":memory:"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url,
-                heartbeat_interval=heartbeat_interval,
-                grace_period=grace_period,
-                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-            )
-    except Exception as err:
-        raise UserError(
-            f"storage.url={mask_url(url)!r}: cannot open the Optuna storage ({err})"
-        ) from err
+    remember(url)
+    # Workers started together on a fresh database all create Optuna's tables: on SQLite they
+    # take turns (a file lock), elsewhere the losers of the race try again.
+    for attempt in range(_OPEN_ATTEMPTS):
+        try:
+            with coordination.sqlite_lock(url):
+                return _rdb_storage(url, heartbeat_interval, grace_period)
+        except Exception as err:
+            if attempt + 1 < _OPEN_ATTEMPTS and not isinstance(err, ImportError):
+                time.sleep(random.uniform(0.2, 1.0) * (attempt + 1))
+                continue
+            detail = scrub(str(err).splitlines()[0] if str(err) else repr(err))
+            if isinstance(err, ImportError) and url.startswith("postgresql"):
+                detail += '; install the driver: pip install "dnc[postgres]"'
+            raise UserError(
+                f"storage.url={mask_url(url)!r}: cannot open the Optuna storage ({detail})"
+            ) from err
+    raise AssertionError("unreachable")
+
+
+_OPEN_ATTEMPTS = 4
+
+
+def _rdb_storage(
+    url: str, heartbeat_interval: int | None, grace_period: int | None
+) -> optuna.storages.RDBStorage:
+    with warnings.catch_warnings():  # heartbeat_interval is "experimental" since Optuna 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+        )
 
 
 def study_name(search: str, stage: str) -> str:

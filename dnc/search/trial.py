@@ -31,6 +31,12 @@ WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 """This process, as recorded on the trials it runs (``worker``)."""
 
 
+def worker_name(index: int | None = None) -> str:
+    """How trials name the worker that trains them: ``host:pid``, after the worker's index
+    when it has one (``w3@host:pid``: ``+worker=3`` on the command line)."""
+    return WORKER_ID if index is None else f"w{index}@{WORKER_ID}"
+
+
 @dataclass(frozen=True)
 class TrialOutcome:
     """What one trial did: completed with ``figures`` and ``loss`` (and the per-epoch
@@ -58,6 +64,16 @@ def failure_reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
+class CandidateTaken(Exception):
+    """The candidate sampled for a trial is being trained (or was tried) by trial ``number``
+    of the stage: the trial is given up (``PRUNED``, with ``duplicate_of``) and the stage asks
+    again."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"the candidate is taken by trial {number}")
+        self.number = number
+
+
 class TrialRunner:
     """Trains and scores candidates as Optuna trials of one search.
 
@@ -77,7 +93,9 @@ class TrialRunner:
         trainer: TrainerSettings,
         seed: int,
         observer: SearchObserver | None = None,
+        worker: str = WORKER_ID,
     ) -> None:
+        self.worker = worker
         self.space = space
         self.data = data
         self.cost = cost
@@ -96,15 +114,22 @@ class TrialRunner:
         """Train the candidate ``candidate_of(trial)`` gives (with its grid sub-stage) as
         ``trial`` of ``study``, and tell the study how it went. The trial beats Optuna's
         heartbeat from its first moment, so a worker that dies anywhere in it is noticed."""
-        trial.set_user_attr(records.WORKER, WORKER_ID)
+        trial.set_user_attr(records.WORKER, self.worker)
         try:
             with optuna_compat.heartbeat(study, trial):
-                candidate, substage = candidate_of(trial)
+                try:
+                    candidate, substage = candidate_of(trial)
+                except CandidateTaken as taken:
+                    trial.set_user_attr(records.DUPLICATE_OF, taken.number)
+                    study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+                    raise
                 trial.set_user_attr(records.CANDIDATE, candidate)
                 trial.set_user_attr(records.STAGE, stage)
                 if substage:
                     trial.set_user_attr(records.SUBSTAGE, substage)
-                self.observer.trial_started(TrialStarted(stage, substage, trial, candidate))
+                self.observer.trial_started(
+                    TrialStarted(stage, substage, trial, candidate, self.worker)
+                )
                 try:
                     ev = evaluate(
                         candidate,
@@ -128,6 +153,8 @@ class TrialRunner:
                     return TrialOutcome(
                         stage, trial.number, candidate, substage, fail_reason=reason
                     )
+        except CandidateTaken:
+            raise
         except BaseException:  # stopped, or interrupted: a resumed search runs the slot again
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
@@ -153,4 +180,11 @@ def _release_memory(err: BaseException) -> None:
         torch.cuda.empty_cache()
 
 
-__all__ = ["WORKER_ID", "TrialOutcome", "TrialRunner", "failure_reason"]
+__all__ = [
+    "WORKER_ID",
+    "CandidateTaken",
+    "TrialOutcome",
+    "TrialRunner",
+    "failure_reason",
+    "worker_name",
+]

@@ -20,6 +20,7 @@ from dnc.search.events import (
     TrialFinished,
 )
 from dnc.search.records import Ranked
+from dnc.secrets import mask_url
 
 
 def describe(candidate: Mapping[str, Any], skip: Sequence[str] = ()) -> str:
@@ -69,7 +70,7 @@ class SearchConsole(SearchObserver):
     def search_started(self, event: SearchStarted) -> None:
         self.print(
             f"[bold]dnc[/bold] search [cyan]{escape(event.name)}[/cyan]  "
-            f"storage={escape(event.storage)}  tracking={escape(self.tracking or 'off')}"
+            f"storage={escape(event.storage)}  tracking={escape(mask_url(self.tracking) or 'off')}"
         )
         for note in event.notes:
             self.print(f"  {escape(note)}")

@@ -5,23 +5,26 @@
 (optuna-integration's MLflowCallback puts trials at the top level). A trial's run is created
 when the trial starts (the UI shows it running) and closed with its figures. Run ids are kept
 on the Optuna studies and trials (``dnc.search.records``), so a resumed search reopens its runs
-and closes those of trials whose worker died as ``KILLED``.
+and closes those of trials whose worker died as ``KILLED``; workers sharing a search share its
+search and stage runs (the first creates each, under the search's lock).
 
 Tags: ``dnc.kind`` (search / stage / trial; filter ``tags.dnc.kind = 'trial'`` to compare every
 trial of every stage side by side), ``dnc.search``, ``stage``, ``substage``, ``trial_number``,
-``study_name``, ``dnc.search_run_id``, and ``fail_reason`` on failed trials.
+``study_name``, ``dnc.search_run_id``, ``worker`` (who trained the trial), and ``fail_reason``
+on failed trials.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dnc.plugins import UserError
-from dnc.search import records
+from dnc.search import coordination, records
 from dnc.search.events import (
     FinalTested,
     SearchFinished,
@@ -33,6 +36,7 @@ from dnc.search.events import (
     TrialsAbandoned,
     TrialStarted,
 )
+from dnc.secrets import mask_url, remember, scrub
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -71,19 +75,34 @@ class MlflowTracker(SearchObserver):
             return
         from mlflow.tracking import MlflowClient
 
+        remember(self.uri)
+        # MLflow prints a link (with any password in the URI) each time a run ends: dnc's
+        # console says where the runs are, once.
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         try:
-            client = MlflowClient(tracking_uri=self.uri)
-            found = client.get_experiment_by_name(self.experiment)
-            self.experiment_id = (
-                found.experiment_id
-                if found is not None
-                else client.create_experiment(self.experiment)
-            )
+            # Workers started together on a fresh SQLite store would all create its tables.
+            with coordination.sqlite_lock(self.uri):
+                client = MlflowClient(tracking_uri=self.uri)
+                self.experiment_id = self._experiment(client)
         except Exception as err:  # unreachable server, unwritable file, bad scheme ...
             raise UserError(
-                f"tracking.uri={self.uri!r}: cannot open the MLflow store ({err})"
+                f"tracking.uri={mask_url(self.uri)!r}: cannot open the MLflow store "
+                f"({scrub(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))})"
             ) from err
         self._client = client
+
+    def _experiment(self, client: Any) -> str:
+        """The experiment's id, created if missing (another worker may create it meanwhile)."""
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return str(found.experiment_id)
+        try:
+            return str(client.create_experiment(self.experiment))
+        except Exception:
+            found = client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return str(found.experiment_id)
 
     @property
     def client(self) -> Any:
@@ -92,29 +111,31 @@ class MlflowTracker(SearchObserver):
 
     # -- events -------------------------------------------------------------------------------
     def search_started(self, event: SearchStarted) -> None:
-        study = event.study
-        self.search_run = self._reopen(study.user_attrs.get(records.MLFLOW_SEARCH_RUN)) or (
-            self._create(event.name, {"dnc.search": event.name, "dnc.kind": "search"}, event.params)
+        self.search_run = self._run_of(
+            event.study,
+            records.MLFLOW_SEARCH_RUN,
+            lambda: self._create(
+                event.name, {"dnc.search": event.name, "dnc.kind": "search"}, event.params
+            ),
         )
-        if study.user_attrs.get(records.MLFLOW_SEARCH_RUN) != self.search_run:
-            study.set_user_attr(records.MLFLOW_SEARCH_RUN, self.search_run)
 
     def stage_started(self, event: StageStarted) -> None:
         study, name = event.study, event.spec.name
-        run = self._reopen(study.user_attrs.get(records.MLFLOW_STAGE_RUN)) or self._create(
-            name,
-            {
-                PARENT_TAG: self.search_run,
-                "dnc.search": study.study_name.rsplit("/", 1)[0],
-                "dnc.kind": "stage",
-                "stage": name,
-                "study_name": study.study_name,
-            },
-            event.params,
+        self._stage_runs[name] = self._run_of(
+            study,
+            records.MLFLOW_STAGE_RUN,
+            lambda: self._create(
+                name,
+                {
+                    PARENT_TAG: self.search_run,
+                    "dnc.search": study.study_name.rsplit("/", 1)[0],
+                    "dnc.kind": "stage",
+                    "stage": name,
+                    "study_name": study.study_name,
+                },
+                event.params,
+            ),
         )
-        if study.user_attrs.get(records.MLFLOW_STAGE_RUN) != run:
-            study.set_user_attr(records.MLFLOW_STAGE_RUN, run)
-        self._stage_runs[name] = run
 
     def trial_started(self, event: TrialStarted) -> None:
         trial = event.trial
@@ -128,6 +149,8 @@ class MlflowTracker(SearchObserver):
             "trial_number": str(trial.number),
             "study_name": study,
         }
+        if event.worker:
+            tags["worker"] = event.worker
         if event.substage:
             tags["substage"] = event.substage
         name = f"{event.stage}{'-' + event.substage if event.substage else ''}-{trial.number:03d}"
@@ -187,6 +210,16 @@ class MlflowTracker(SearchObserver):
         self._end(self.search_run, best, event.finished)
 
     # -- helpers ------------------------------------------------------------------------------
+    def _run_of(self, study: Any, attr: str, create: Callable[[], str]) -> str:
+        """The run recorded on ``study`` under ``attr`` (marked running again), or a new one
+        recorded there: one per search (or stage) whichever worker gets there first."""
+        search = study.study_name.rsplit("/", 1)[0]
+        with coordination.lock(study, f"{search}:mlflow"):
+            run = self._reopen(study.user_attrs.get(attr)) or create()
+            if study.user_attrs.get(attr) != run:
+                study.set_user_attr(attr, run)
+        return run
+
     def _create(self, name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
         from mlflow.entities import Param
 

@@ -3,6 +3,7 @@ defaults. Importing this module is cheap; torch is loaded when settings are vali
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,18 @@ class TrainerSettings:
 
     def torch_device(self) -> torch.device:
         return resolve_device(self.device)
+
+    def for_worker(self, index: int | None) -> TrainerSettings:
+        """These settings for worker ``index`` of a search (``+worker=N``): with ``device:
+        auto`` on a machine with GPUs, worker ``i`` trains on ``cuda:{i % device_count}``,
+        so that workers launched together on one machine share its GPUs out."""
+        if index is None or self.device != "auto":
+            return self
+        import torch
+
+        if not torch.cuda.is_available():
+            return self
+        return dataclasses.replace(self, device=f"cuda:{index % torch.cuda.device_count()}")
 
 
 def resolve_device(name: str) -> torch.device:

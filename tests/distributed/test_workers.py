@@ -1,0 +1,207 @@
+"""Several ``python -m dnc`` workers on one search: real processes, a real PostgreSQL storage and
+a real MLflow tracking server (started by ``.ci/servers.sh``), checked from the storage and the
+MLflow store as a user would."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from checks import (
+    THREADS,
+    TINY,
+    check_mlflow,
+    check_search,
+    start_workers,
+    wait_all,
+    workers_of,
+)
+from optuna.trial import TrialState
+
+from dnc.search import records
+from dnc.search.storage import load, open_storage
+
+
+def _experiment() -> str:
+    return f"dnc-{uuid.uuid4().hex[:8]}"
+
+
+def _calibrated_by(cwd: Path, n: int) -> list[int]:
+    """The workers whose log says they calibrated the cost."""
+    return [i for i in range(n) if "calibrated cost" in (cwd / f"run{i}/dnc.log").read_text()]
+
+
+def test_three_workers_share_the_default_search(tmp_path, postgres_url, mlflow_uri):
+    experiment = _experiment()
+    procs = start_workers(
+        tmp_path,
+        3,
+        *TINY,
+        f"storage.url={postgres_url}",
+        f"tracking.uri={mlflow_uri}",
+        f"tracking.experiment={experiment}",
+    )
+    wait_all(procs, tmp_path)
+    by_stage = check_search(postgres_url, "digits-mlp")
+    assert len(workers_of(by_stage)) == 3, "every worker trained"
+    check_mlflow(mlflow_uri, experiment, "digits-mlp", by_stage)
+    assert len(_calibrated_by(tmp_path, 3)) == 1, "tbar_epoch=auto is calibrated once"
+
+
+def _wait_for(predicate, timeout: float = 300, every: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(every)
+
+
+def _running_of(url: str, study: str, worker: str) -> list[int]:
+    try:
+        trials = load(open_storage(url), study).get_trials(deepcopy=False)
+    except KeyError:
+        return []
+    return [
+        t.number
+        for t in trials
+        if t.state == TrialState.RUNNING
+        and str(t.user_attrs.get(records.WORKER, "")).startswith(worker)
+    ]
+
+
+def test_killed_workers_lose_nothing(tmp_path, postgres_url, mlflow_uri):
+    """One worker killed with SIGKILL mid-trial: its trial is failed by the heartbeat and its
+    slot run by another worker. Then every worker killed and two restarted: the search resumes,
+    retrains nothing finished, and ends exact."""
+    experiment = _experiment()
+    common = (
+        *TINY,
+        "trainer.epochs=6",  # trials long enough to be caught mid-training
+        f"storage.url={postgres_url}",
+        "storage.heartbeat_interval=1",
+        "storage.grace_period=4",
+        f"tracking.uri={mlflow_uri}",
+        f"tracking.experiment={experiment}",
+    )
+    procs = start_workers(tmp_path, 3, *common)
+    _wait_for(lambda: _running_of(postgres_url, "digits-mlp/core", "w0@"))
+    victim = _running_of(postgres_url, "digits-mlp/core", "w0@")[0]
+    procs[0].send_signal(signal.SIGKILL)
+    # the others go on; once the grid stage runs, kill them too
+    _wait_for(lambda: _running_of(postgres_url, "digits-mlp/arch", "w"))
+    for p in procs[1:]:
+        p.send_signal(signal.SIGKILL)
+    for p in procs:
+        p.wait(timeout=30)
+    storage = open_storage(postgres_url)
+    finished_before = {
+        (name, t.number)
+        for name in ("digits-mlp/core", "digits-mlp/arch")
+        for t in load(storage, name).get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE
+    }
+    again = tmp_path / "again"
+    again.mkdir()
+    wait_all(start_workers(again, 2, *common), again)
+    by_stage = check_search(postgres_url, "digits-mlp")
+    core = {t.number: t for t in by_stage["core"]}
+    assert core[victim].state == TrialState.FAIL
+    assert records.FAIL_REASON not in core[victim].user_attrs  # its worker died: not its fault
+    finished_after = {
+        (f"digits-mlp/{s}", t.number)
+        for s, ts in by_stage.items()
+        for t in ts
+        if t.state == TrialState.COMPLETE
+    }
+    assert finished_before <= finished_after
+    check_mlflow(mlflow_uri, experiment, "digits-mlp", by_stage)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    exp = client.get_experiment_by_name(experiment)
+    killed = client.search_runs([exp.experiment_id], "attributes.status = 'KILLED'")
+    assert any(r.data.tags.get("trial_number") == str(victim) for r in killed)
+
+
+def test_workers_started_together_on_fresh_sqlite_stores(tmp_path):
+    """Fresh SQLite files for Optuna and MLflow, three workers at the same instant: all start
+    (none fails creating a schema, a study or the search run) and share the search."""
+    procs = start_workers(
+        tmp_path,
+        3,
+        *TINY,
+        f"storage.url=sqlite:///{tmp_path}/optuna.db",
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+    )
+    wait_all(procs, tmp_path)
+    by_stage = check_search(f"sqlite:///{tmp_path}/optuna.db", "digits-mlp")
+    check_mlflow(f"sqlite:///{tmp_path}/mlflow.db", "dnc", "digits-mlp", by_stage)
+
+
+def _multirun(tmp_path: Path, *overrides: str) -> None:
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "dnc", "-m", f"hydra.sweep.dir={tmp_path}/multirun", *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **THREADS, "PYTHONUNBUFFERED": "1"},
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+        ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"),
+    ],
+    ids=["joblib", "submitit_local"],
+)
+def test_a_launcher_starts_the_workers(tmp_path, postgres_url, mlflow_uri, launcher):
+    experiment = _experiment()
+    _multirun(
+        tmp_path,
+        *launcher,
+        "+worker=range(2)",
+        *TINY,
+        f"storage.url={postgres_url}",
+        f"tracking.uri={mlflow_uri}",
+        f"tracking.experiment={experiment}",
+    )
+    by_stage = check_search(postgres_url, "digits-mlp")
+    assert {w.split("@")[0] for w in workers_of(by_stage)} == {"w0", "w1"}
+    check_mlflow(mlflow_uri, experiment, "digits-mlp", by_stage)
+
+
+def test_report_rescores_a_postgres_search(tmp_path, postgres_url):
+    import subprocess
+
+    procs = start_workers(tmp_path, 2, *TINY, f"storage.url={postgres_url}", "tracking.uri=null")
+    wait_all(procs, tmp_path)
+    out = tmp_path / "front.png"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dnc.report",
+            f"storage_url={postgres_url}",
+            "wc=[0,1]",
+            f"out={out}",
+            "tracking.uri=null",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert out.exists() and out.with_suffix(".json").exists()
+    password = postgres_url.split(":")[2].split("@")[0]
+    assert password not in proc.stdout + proc.stderr
