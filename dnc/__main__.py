@@ -32,7 +32,7 @@ def main(cfg: DictConfig) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     _quiet_libraries()
-    output_dir, hint, log_file = _run_dir()
+    output_dir, hint, log_file = _run_dir(cfg)
     try:
         search, tracker = build(cfg, output_dir=output_dir, resume_hint=hint, log_file=log_file)
         search.load_data()  # missing or malformed data is reported before MLflow starts
@@ -59,9 +59,10 @@ def _quiet_libraries() -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
-def _run_dir() -> tuple[str | None, str, str | None]:
+def _run_dir(cfg: DictConfig) -> tuple[str | None, str, str | None]:
     """The run directory, the command that resumes this search, and the log file."""
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     if not HydraConfig.initialized():
         return None, "", None
@@ -76,6 +77,8 @@ def _run_dir() -> tuple[str | None, str, str | None]:
         for key, _, value in (str(o).partition("=") for o in given)
         if key != "hydra.run.dir"
     ]
+    if hc.mode == RunMode.MULTIRUN and not any(o.startswith("storage.url=") for o in overrides):
+        overrides.append(shlex.quote(f"storage.url={mask_url(cfg.storage.url)}"))  # the shared one
     hint = " ".join(["python -m dnc", *overrides, f"hydra.run.dir={shlex.quote(output_dir)}"])
     log_file = _log_file()
     return output_dir, hint, log_file

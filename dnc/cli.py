@@ -16,6 +16,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from hydra.experimental.callback import Callback
+
 
 def fail(message: str) -> NoReturn:
     """Print ``dnc: error: message`` to stderr (passwords scrubbed) and exit with status 2."""
@@ -42,6 +44,15 @@ def release_stderr() -> None:
     """Give stderr back (an entry point calls this first: composition went well)."""
     if isinstance(sys.stderr, HeldStderr):
         sys.stderr.release()
+
+
+class ReleaseStderr(Callback):
+    """A Hydra callback (``hydra.callbacks`` in ``conf/config.yaml``): a multirun's parent
+    process gives stderr back once its config composed, before the launcher starts the jobs
+    (its own messages and the jobs' are not composition errors)."""
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        release_stderr()
 
 
 def one_line(hydra_error: str, config_name: str = "config") -> str:
@@ -148,4 +159,4 @@ def run_cli(entry: Callable[[], Any], config_name: str = "config") -> None:
         held.release()
 
 
-__all__ = ["HeldStderr", "fail", "one_line", "release_stderr", "run_cli"]
+__all__ = ["HeldStderr", "ReleaseStderr", "fail", "one_line", "release_stderr", "run_cli"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -92,6 +93,20 @@ def register() -> None:
         node = OmegaConf.structured(schema)
         _writable(node)
         ConfigStore.instance().store(name=name, node=node)
+    OmegaConf.register_new_resolver("dnc.search_dir", search_dir, replace=True)
+
+
+def search_dir(*, _root_: DictConfig) -> str:
+    """``${dnc.search_dir:}``: where a search's default SQLite storage lives: the run folder;
+    for workers launched together (``-m ... +worker='range(N)'``) the sweep folder they share,
+    so that they share the search."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN and _root_.get("worker") is not None:
+        return str(Path(hc.sweep.dir).absolute())
+    return str(hc.runtime.output_dir)
 
 
 def _writable(node: Any) -> None:
@@ -229,6 +244,7 @@ __all__ = [
     "instantiate",
     "register",
     "schema_path",
+    "search_dir",
     "typed",
     "valid_keys",
     "worker_index",

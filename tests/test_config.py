@@ -165,3 +165,17 @@ def test_the_worker_index_is_checked_and_spreads_workers_over_gpus(monkeypatch):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     assert [auto.for_worker(i).device for i in (0, 1, 5)] == ["cuda:0", "cuda:1", "cuda:1"]
     assert TrainerSettings(device="cpu").for_worker(2).device == "cpu"  # an explicit device holds
+
+
+@pytest.mark.parametrize(
+    ("launcher", "expected"),
+    [("local", "JoblibLauncher"), ("slurm", "SlurmLauncher")],
+)
+def test_the_shipped_launcher_configs_compose(dnc_cli, launcher, expected):
+    proc = dnc_cli(
+        f"hydra/launcher={launcher}", "+worker=0", flags=("--cfg", "hydra", "-p", "hydra.launcher")
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert expected in proc.stdout
+    if launcher == "slurm":
+        assert "gpus_per_task: 1" in proc.stdout and "max_num_timeout: 3" in proc.stdout

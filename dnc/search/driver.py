@@ -55,7 +55,8 @@ class Driver:
 
     ``max_failures_in_a_row`` trials failing one after the other stop the search with a
     ``UserError``; a running trial of a dead worker is failed (Optuna's heartbeat), so its slot
-    is run again; ``best`` gives the search's best loss so far (for progress).
+    is run again; ``best`` gives the search's best loss so far (for progress; read when a stage
+    or sub-stage starts, then kept up to date from the study's own trials).
     """
 
     def __init__(
@@ -80,6 +81,7 @@ class Driver:
         trials, in order."""
         outcomes: list[TrialOutcome] = []
         failures = 0
+        earlier = self.best()  # the search's best so far, plus this study's as it goes
         while True:
             self.fail_dead_trials(study)
             step = steps.next(study)
@@ -100,7 +102,7 @@ class Driver:
                     outcome,
                     done=sum(records.counts_against_budget(t) for t in trials),
                     budget=steps.budget(trials),
-                    best=self.best(),
+                    best=min(earlier, _best_value(trials)),
                 )
             )
             failures = failures + 1 if outcome.failed else 0
@@ -135,6 +137,11 @@ class Driver:
         ]
         if dead:
             self.observer.trials_abandoned(TrialsAbandoned(study, dead))
+
+
+def _best_value(trials: list[FrozenTrial]) -> float:
+    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
+    return min((v for v in values if math.isfinite(v)), default=math.inf)
 
 
 def best_loss(rows: list[records.Ranked]) -> float:

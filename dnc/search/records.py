@@ -6,8 +6,10 @@ defined here once.
 
 On a trial (``user_attrs``): ``candidate`` (the whole candidate: params plus held values),
 ``figures`` (raw figures: ``best_val_acc``, ``t_epoch``, ``numparams``, ``epochs_run`` and the
-cost evaluator's), ``stage``, ``substage`` (grid), ``worker`` (host:pid), ``fail_reason`` (a
-trial that failed on its own), ``mlflow_run_id``.
+cost evaluator's), ``stage``, ``substage`` (grid), ``worker`` (``host:pid``, or
+``w<index>@host:pid``), ``train_seconds`` (wall time of building, training and measuring it),
+``fail_reason`` (a trial that failed on its own), ``duplicate_of`` (a trial given up because
+another worker holds its candidate: ``PRUNED``), ``mlflow_run_id``.
 
 On a stage's study (``user_attrs``): ``dnc.settings`` (the search's settings), ``dnc.cost``
 (the cost evaluator and its calibrated normaliser; on the first stage's study),
@@ -32,6 +34,7 @@ FIGURES = "figures"
 STAGE = "stage"
 SUBSTAGE = "substage"
 WORKER = "worker"
+TRAIN_SECONDS = "train_seconds"  # wall time of building, training and measuring the candidate
 DUPLICATE_OF = "duplicate_of"  # a trial given up: its candidate was taken by this trial
 FAIL_REASON = "fail_reason"
 MLFLOW_RUN = "mlflow_run_id"
@@ -145,6 +148,7 @@ __all__ = [
     "SETTINGS",
     "STAGE",
     "SUBSTAGE",
+    "TRAIN_SECONDS",
     "WORKER",
     "Ranked",
     "candidate",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -123,13 +124,15 @@ class TrialRunner:
                     trial.set_user_attr(records.DUPLICATE_OF, taken.number)
                     study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
                     raise
-                trial.set_user_attr(records.CANDIDATE, candidate)
+                if trial.user_attrs.get(records.CANDIDATE) != candidate:  # a BO claim set it
+                    trial.set_user_attr(records.CANDIDATE, candidate)
                 trial.set_user_attr(records.STAGE, stage)
                 if substage:
                     trial.set_user_attr(records.SUBSTAGE, substage)
                 self.observer.trial_started(
                     TrialStarted(stage, substage, trial, candidate, self.worker)
                 )
+                started = time.perf_counter()
                 try:
                     ev = evaluate(
                         candidate,
@@ -158,6 +161,7 @@ class TrialRunner:
         except BaseException:  # stopped, or interrupted: a resumed search runs the slot again
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
+        trial.set_user_attr(records.TRAIN_SECONDS, round(time.perf_counter() - started, 4))
         trial.set_user_attr(records.FIGURES, ev.figures)
         study.tell(trial, ev.loss, skip_if_finished=True)
         curves = {"train_loss": ev.result.train_loss, "val_acc": ev.result.val_acc}

@@ -205,3 +205,19 @@ def test_report_rescores_a_postgres_search(tmp_path, postgres_url):
     assert out.exists() and out.with_suffix(".json").exists()
     password = postgres_url.split(":")[2].split("@")[0]
     assert password not in proc.stdout + proc.stderr
+
+
+def test_local_workers_share_the_default_storage(tmp_path):
+    """``-m hydra/launcher=local +worker='range(2)'`` with no storage.url: the workers share
+    an SQLite file in the sweep folder (not one each in their run folders)."""
+    _multirun(
+        tmp_path,
+        "hydra/launcher=local",
+        "hydra.launcher.n_jobs=2",
+        "+worker=range(2)",
+        *TINY,
+        f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
+    )
+    by_stage = check_search(f"sqlite:///{tmp_path}/multirun/optuna.db", "digits-mlp")
+    assert {w.split("@")[0] for w in workers_of(by_stage)} == {"w0", "w1"}
+    assert not list((tmp_path / "multirun").glob("*/optuna.db"))
