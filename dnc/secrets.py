@@ -1,13 +1,15 @@
 """Passwords in URLs (``storage.url``, ``tracking.uri``) never reach a console, a log or a file.
 
-``mask_url`` shows a URL with its password as ``***``; every URL dnc opens is also ``remember``-ed,
-so that ``scrub`` can take its password out of any text (an error message from a database
-driver, a log record: ``SecretFilter`` scrubs every record of the handlers it is added to).
+``mask_url`` shows a URL with its password as ``***``; ``scrub`` masks the password of any
+URL in a text, and any password ``remember``-ed from the URLs dnc opens (a database driver's
+error message may quote it alone). ``SecretFilter`` scrubs every log record of the handlers it
+is added to (dnc's job logging and Hydra's own: ``conf/hydra/``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from urllib.parse import quote, unquote, urlsplit
 
@@ -44,8 +46,13 @@ def remember(url: str | None) -> None:
             _secrets.update({secret, quote(secret, safe="")})
 
 
+_IN_URL = re.compile(r"([a-zA-Z][\w+.-]*\\?://[^\s:/@\\]+\\?:)([^\s@/]+)(@)")  # \: as Hydra shows
+
+
 def scrub(text: str) -> str:
-    """``text`` with every remembered password replaced by ``***``."""
+    """``text`` with the password of every URL in it, and every remembered password, replaced
+    by ``***``."""
+    text = _IN_URL.sub(rf"\g<1>{MASK}\g<3>", text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
     for secret in secrets:
@@ -58,8 +65,6 @@ class SecretFilter(logging.Filter):
     traceback); ``conf/hydra/job_logging/dnc.yaml`` puts it on the console and the log file."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not _secrets:
-            return True
         message = record.getMessage()
         clean = scrub(message)
         if clean != message:

@@ -31,3 +31,11 @@ def test_remembered_passwords_are_scrubbed_from_text_and_log_records(caplog):
         record = logging.LogRecord("t", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
     SecretFilter().filter(record)
     assert "hunter2-xyz" not in handler.format(record)
+
+
+def test_any_url_password_in_a_text_is_masked():
+    text = "#0 : storage.url=postgresql+psycopg://dnc:n0tsaved@db:5432/x tracking.uri=http://a:b@h"
+    assert scrub(text) == "#0 : storage.url=postgresql+psycopg://dnc:***@db:5432/x tracking.uri=http://a:***@h"
+    assert scrub("sqlite:///x.db and https://host/path") == "sqlite:///x.db and https://host/path"
+    # as Hydra lists a multirun's overrides
+    assert scrub(r"storage.url=postgresql\://u\:pw9@db\:1/x") == r"storage.url=postgresql\://u\:***@db\:1/x"

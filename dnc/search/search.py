@@ -18,7 +18,7 @@ from typing import Any
 
 import optuna
 
-from dnc.plugins import CostEvaluator, Dataset, SearchSpace, TensorData
+from dnc.plugins import CostEvaluator, Dataset, SearchSpace, TensorData, UserError
 from dnc.search import coordination, records
 from dnc.search.calibration import calibrated
 from dnc.search.driver import Driver, TrialsFailed, best_loss
@@ -170,9 +170,25 @@ class Search:
             direction="minimize",
             load_if_exists=True,
         )
-        if record and records.SETTINGS not in study.user_attrs:
-            study.set_user_attr(records.SETTINGS, self._params())
+        if record:
+            recorded = study.user_attrs.get(records.SETTINGS)
+            if recorded is None:
+                study.set_user_attr(records.SETTINGS, self._params())
+            else:
+                self._check_same_search(recorded)
         return study
+
+    def _check_same_search(self, recorded: dict[str, Any]) -> None:
+        """A resumed search, or another worker, must search what the search began with:
+        ``UserError`` naming the first setting that differs."""
+        mine = self._params()
+        for key in _MUST_MATCH:
+            if key in recorded and str(recorded[key]) != str(mine[key]):
+                raise UserError(
+                    f"search {self.settings.name!r} in this storage was started with "
+                    f"{key}={recorded[key]}, this run has {key}={mine[key]}: run it with the "
+                    "same settings, or give this one another search.name"
+                )
 
     def _driver(self, data: TensorData) -> Driver:
         runner = TrialRunner(
@@ -265,7 +281,8 @@ class Search:
         notes = [
             f"{data.name}: {len(data.xtr)} train / {len(data.xva)} val / {len(data.xte)} "
             f"test, {data.num_classes} classes; space {self.space.name}; cost "
-            f"{self.cost.name} ({_compact(self.cost.settings())}); wc {self.settings.wc}"
+            f"{self.cost.name} ({_compact(self.cost.settings())}); wc {self.settings.wc}; "
+            f"training on {self.trainer.torch_device()}"
         ]
         if self.resume_hint:
             notes.append(f"to resume if stopped: {self.resume_hint}")
@@ -288,6 +305,10 @@ class Search:
             "bo": json.dumps(asdict(s.bo)),
             "final_test": s.final_test,
         }
+
+
+_MUST_MATCH = ("wc", "space", "dataset", "cost", "epochs", "seed")
+"""Settings every run of one search shares (a budget may grow on resume)."""
 
 
 def _compact(settings: dict[str, Any]) -> str:

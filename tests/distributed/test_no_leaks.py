@@ -7,9 +7,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from checks import TINY, start_workers, wait_all
-
 from dnc.secrets import password
+
+from .checks import TINY, start_workers, wait_all
 
 
 def _texts(folder: Path, skip: str = "") -> dict[str, str]:

@@ -12,7 +12,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-from checks import (
+from optuna.trial import TrialState
+
+from dnc.search import records
+from dnc.search.storage import load, open_storage
+
+from .checks import (
     THREADS,
     TINY,
     check_mlflow,
@@ -21,10 +26,6 @@ from checks import (
     wait_all,
     workers_of,
 )
-from optuna.trial import TrialState
-
-from dnc.search import records
-from dnc.search.storage import load, open_storage
 
 
 def _experiment() -> str:

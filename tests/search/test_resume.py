@@ -110,3 +110,20 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path):
     assert len(searches) == 1 and searches[0].info.status == "FINISHED"
     killed_run = client.get_run(killed[0].user_attrs["mlflow_run_id"])
     assert killed_run.info.status == "KILLED"
+
+
+def test_a_run_with_other_settings_cannot_join_a_search(tmp_path: Path):
+    """A resumed search, or another worker, started with another wc gets one line naming it,
+    before it trains anything; the search is left as it was."""
+    from searches import make_search
+
+    from dnc.plugins import UserError
+    from dnc.search import StageSpec
+
+    stages = (StageSpec("core", groups=("core",), trials=2),)
+    make_search(tmp_path, stages=stages, wc=0.1).run()
+    before = optuna.load_study(study_name="s/core", storage=f"sqlite:///{tmp_path}/s.db").trials
+    with pytest.raises(UserError, match=r"started with wc=0.1, this run has wc=1.0"):
+        make_search(tmp_path, stages=stages, wc=1.0).run()
+    after = optuna.load_study(study_name="s/core", storage=f"sqlite:///{tmp_path}/s.db").trials
+    assert len(after) == len(before)
