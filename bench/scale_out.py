@@ -1,8 +1,9 @@
 """One search, 1 worker then 2 workers, on PostgreSQL and an MLflow tracking server.
 
 The search is fixed: one random-sampler stage of ``--trials`` trainings of an MLP on digits
-(``--epochs`` epochs each; the random sampler, so that the figures are about storage, tracking
-and training rather than the GP), a fixed ``tbar_epoch`` (no calibration), no final test. Each
+(``--epochs`` epochs each, about a second a training on a 2-core CPU; the random sampler, so
+that the figures are about storage, tracking and training rather than the GP), a fixed
+``tbar_epoch`` (no calibration), no final test. Each
 worker is a real ``python -m dnc`` process with torch on one thread. Every run uses a fresh
 database and MLflow experiment; the 1-worker baseline runs in the same invocation.
 
@@ -16,7 +17,8 @@ database and MLflow experiment; the 1-worker baseline runs in the same invocatio
 Needs the servers ``.ci/servers.sh`` starts (``DNC_TEST_POSTGRES_URL``,
 ``DNC_TEST_MLFLOW_URI``); with neither set, it starts them itself:
 
-    bash .ci/servers.sh python bench/scale_out.py [--trials 40] [--epochs 8] [--repeats 1]
+    bash .ci/servers.sh python bench/scale_out.py [--trials 30] [--epochs 100] [--repeats 2]
+                                                  [--no-tracking]
 
 Last line: one JSON object: ``speedup``, ``per_trial_overhead_s``, ``trials``,
 ``seconds`` (per worker count), ``targets`` and ``machine``.
@@ -62,7 +64,7 @@ def run_search(workers: int, args: argparse.Namespace, cwd: Path) -> dict[str, f
         f"trainer.epochs={args.epochs}",
         "cost.tbar_epoch=0.01",
         f"storage.url={storage}",
-        f"tracking.uri={os.environ['DNC_TEST_MLFLOW_URI']}",
+        f"tracking.uri={'null' if args.no_tracking else os.environ['DNC_TEST_MLFLOW_URI']}",
         f"tracking.experiment=bench-{uuid.uuid4().hex[:8]}",
         "search.name=bench",
     ]
@@ -114,9 +116,12 @@ def overhead_per_trial(url: str, trials: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=40)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=1, help="alternating 1/2-worker rounds")
+    parser.add_argument(
+        "--no-tracking", action="store_true", help="MLflow off: what the storage alone costs"
+    )
     args = parser.parse_args()
     if not os.environ.get("DNC_TEST_POSTGRES_URL"):  # start the servers, run again under them
         raise SystemExit(
@@ -136,6 +141,7 @@ def main() -> None:
                 "speedup": {"2": round(seconds[1] / seconds[2], 3)},
                 "per_trial_overhead_s": {str(n): round(v, 4) for n, v in overhead.items()},
                 "trials": args.trials,
+                "tracking": not args.no_tracking,
                 "epochs": args.epochs,
                 "seconds": {str(n): round(v, 2) for n, v in seconds.items()},
                 "targets": {"speedup_2": 1.7, "per_trial_overhead_s": 0.05},
