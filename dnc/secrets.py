@@ -39,9 +39,10 @@ def mask_url(url: str) -> str:
 
 
 def remember(url: str | None) -> None:
-    """Keep the password of ``url`` (if any) so that ``scrub`` removes it from any text."""
+    """Keep the password of ``url`` (if any, of 4 characters or more) so that ``scrub``
+    removes it from any text."""
     secret = password(url) if isinstance(url, str) else None
-    if secret:
+    if secret and len(secret) >= 4:  # shorter ones would mask letters all over the logs
         with _lock:
             _secrets.update({secret, quote(secret, safe="")})
 
@@ -61,8 +62,8 @@ def scrub(text: str) -> str:
 
 
 class SecretFilter(logging.Filter):
-    """A logging filter that scrubs remembered passwords from records (message, arguments and
-    traceback); ``conf/hydra/job_logging/dnc.yaml`` puts it on the console and the log file."""
+    """A logging filter that ``scrub``s records (message, arguments and traceback); dnc's job
+    logging (console and ``dnc.log``) and Hydra's own logging use it (``conf/hydra/``)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -98,6 +98,8 @@ class Search:
         """Run (or resume) every stage, then the final test; the best candidates."""
         data = self.load_data()
         first = self._study(self.stages[0], record=False)  # settings once the cost is calibrated
+        if records.SETTINGS in first.user_attrs:  # joining a search: is it this one?
+            self._check_same_search(first.user_attrs[records.SETTINGS])
         self.cost = calibrated(
             self.cost, first, space=self.space, data=data, trainer=self.trainer, seed=self.seed
         )
