@@ -157,10 +157,11 @@ class _BOSteps:
     repeats: int = 0
 
     def next(self, study: optuna.Study) -> optuna.Trial | Wait:
-        trials = study.get_trials(deepcopy=False)
-        running = sum(t.state == TrialState.RUNNING for t in trials)
-        if _done(trials) + running < self.stage.budget:
-            return optuna_compat.ask(study)
+        with self.context.lock():  # the budget check and the new trial, atomic across workers
+            trials = study.get_trials(deepcopy=False)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if _done(trials) + running < self.stage.budget:
+                return optuna_compat.ask(study)
         return Wait.LATER if running else Wait.DONE  # others finish the stage's last trials
 
     def candidate(self, trial: optuna.Trial) -> tuple[Candidate, str]:

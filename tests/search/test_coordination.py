@@ -109,3 +109,43 @@ def test_a_bo_candidate_being_trained_elsewhere_is_not_trained_again(tmp_path):
             outcomes.append("refused")
             study.tell(trial, state=TrialState.PRUNED)
     assert outcomes == ["refused"] * MAX_REPEATS + ["trained"]
+
+
+BUDGET_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    import optuna
+    from dnc_mlp.space import MLPSpace
+    from dnc.search.driver import Wait
+    from dnc.search.settings import SearchSettings, StageSpec
+    from dnc.search.stages import BOStage, StageContext, _BOSteps
+    from dnc.search.storage import open_storage
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = open_storage(sys.argv[1])
+    study = optuna.load_study(study_name="s/core", storage=storage)
+    study.sampler = optuna.samplers.RandomSampler()
+    spec = StageSpec("core", groups=("core",), trials=int(sys.argv[2]))
+    stage = BOStage(spec, SearchSettings(name="s", stages=(spec,)))
+    steps = _BOSteps(stage, StageContext("s", storage, MLPSpace(), None, None, 0, None), {})
+    time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # all start together
+    while (step := steps.next(study)) is not Wait.DONE:
+        if step is Wait.LATER:
+            time.sleep(0.01)
+        else:
+            study.tell(step, 0.5)  # a trial that trains in no time: the race is at its widest
+    """
+)
+
+
+def test_workers_asking_at_once_run_a_bo_stage_exactly_to_its_budget(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="s/core", storage=open_storage(url))
+    script = tmp_path / "budget.py"
+    script.write_text(BUDGET_WORKER)
+    start = str(time.time() + 5)
+    procs = [
+        subprocess.Popen([sys.executable, str(script), url, "24", start]) for _ in range(4)
+    ]
+    assert [p.wait(timeout=300) for p in procs] == [0] * 4
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states.count(TrialState.COMPLETE) == 24 and len(states) == 24
