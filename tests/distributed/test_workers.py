@@ -4,6 +4,7 @@ MLflow store as a user would."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -28,6 +29,17 @@ from .checks import (
 )
 
 
+def _all_joined(run_dirs: list[Path], url: str) -> None:
+    """Every worker ran the search to its end on the shared storage (its results.json says so;
+    with trials this short, one worker may have trained them all before another started)."""
+    from dnc.secrets import mask_url
+
+    for run in run_dirs:
+        results = json.loads((run / "results.json").read_text())
+        assert results["finished"] and results["storage"] == mask_url(url), run
+        assert results["best"], run
+
+
 def _experiment() -> str:
     return f"dnc-{uuid.uuid4().hex[:8]}"
 
@@ -49,7 +61,8 @@ def test_three_workers_share_the_default_search(tmp_path, postgres_url, mlflow_u
     )
     wait_all(procs, tmp_path)
     by_stage = check_search(postgres_url, "digits-mlp")
-    assert len(workers_of(by_stage)) == 3, "every worker trained"
+    _all_joined([tmp_path / f"run{i}" for i in range(3)], postgres_url)
+    assert len(workers_of(by_stage)) >= 2, "the workers shared the trials"
     check_mlflow(mlflow_uri, experiment, "digits-mlp", by_stage)
     assert len(_calibrated_by(tmp_path, 3)) == 1, "tbar_epoch=auto is calibrated once"
 
@@ -177,7 +190,8 @@ def test_a_launcher_starts_the_workers(tmp_path, postgres_url, mlflow_uri, launc
         f"tracking.experiment={experiment}",
     )
     by_stage = check_search(postgres_url, "digits-mlp")
-    assert {w.split("@")[0] for w in workers_of(by_stage)} == {"w0", "w1"}
+    _all_joined([tmp_path / "multirun/0", tmp_path / "multirun/1"], postgres_url)
+    assert {w.split("@")[0] for w in workers_of(by_stage)} <= {"w0", "w1"}
     check_mlflow(mlflow_uri, experiment, "digits-mlp", by_stage)
 
 
@@ -219,6 +233,8 @@ def test_local_workers_share_the_default_storage(tmp_path):
         *TINY,
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
     )
-    by_stage = check_search(f"sqlite:///{tmp_path}/multirun/optuna.db", "digits-mlp")
-    assert {w.split("@")[0] for w in workers_of(by_stage)} == {"w0", "w1"}
+    shared = f"sqlite:///{tmp_path}/multirun/optuna.db"
+    by_stage = check_search(shared, "digits-mlp")
+    _all_joined([tmp_path / "multirun/0", tmp_path / "multirun/1"], shared)
+    assert {w.split("@")[0] for w in workers_of(by_stage)} <= {"w0", "w1"}
     assert not list((tmp_path / "multirun").glob("*/optuna.db"))
