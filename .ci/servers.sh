@@ -219,6 +219,6 @@ else
         echo "export DNC_TEST_POSTGRES_URL='$DNC_TEST_POSTGRES_URL'"
         echo "export DNC_TEST_MLFLOW_URI='$DNC_TEST_MLFLOW_URI'"
         echo "# Ctrl-C stops the servers" >&2
-        while sleep 3600; do :; done
+        while :; do sleep 3600 & wait $!; done  # wait: a TERM is handled at once
     fi
 fi
