@@ -32,15 +32,19 @@ def open_storage(
     """An RDB storage for ``url`` (``sqlite:///file.db``, ``postgresql://...``)."""
     if not isinstance(url, str) or "://" not in url:
         raise UserError(f"storage.url={url!r}: give an SQLAlchemy URL such as sqlite:///optuna.db")
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
     remember(url)
     # Workers started together on a fresh database all create Optuna's tables: on SQLite they
-    # take turns (a file lock), elsewhere the losers of the race try again.
+    # take turns (a file lock), elsewhere the losers of that race (a table or row that already
+    # exists) try again; any other error (no server, a wrong password) is reported at once.
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             with coordination.sqlite_lock(url):
                 return _rdb_storage(url, heartbeat_interval, grace_period)
         except Exception as err:
-            if attempt + 1 < _OPEN_ATTEMPTS and not isinstance(err, ImportError):
+            race = isinstance(err, (IntegrityError, ProgrammingError))
+            if race and attempt + 1 < _OPEN_ATTEMPTS:
                 time.sleep(random.uniform(0.2, 1.0) * (attempt + 1))
                 continue
             detail = scrub(str(err).splitlines()[0] if str(err) else repr(err))

@@ -156,9 +156,8 @@ class TrialRunner:
                     return TrialOutcome(
                         stage, trial.number, candidate, substage, fail_reason=reason
                     )
-        except CandidateTaken:
-            raise
         except BaseException:  # stopped, or interrupted: a resumed search runs the slot again
+            # (a trial given up for a taken candidate is PRUNED already: tell skips it)
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         trial.set_user_attr(records.TRAIN_SECONDS, round(time.perf_counter() - started, 4))

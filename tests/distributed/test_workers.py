@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -157,8 +158,6 @@ def test_workers_started_together_on_fresh_sqlite_stores(tmp_path):
 
 
 def _multirun(tmp_path: Path, *overrides: str) -> None:
-    import subprocess
-
     proc = subprocess.run(
         [sys.executable, "-m", "dnc", "-m", f"hydra.sweep.dir={tmp_path}/multirun", *overrides],
         cwd=tmp_path,
@@ -196,8 +195,6 @@ def test_a_launcher_starts_the_workers(tmp_path, postgres_url, mlflow_uri, launc
 
 
 def test_report_rescores_a_postgres_search(tmp_path, postgres_url):
-    import subprocess
-
     procs = start_workers(tmp_path, 2, *TINY, f"storage.url={postgres_url}", "tracking.uri=null")
     wait_all(procs, tmp_path)
     out = tmp_path / "front.png"
