@@ -232,14 +232,16 @@ class _GridSteps:
     context: StageContext
 
     def next(self, study: optuna.Study) -> optuna.Trial | Wait:
-        with self.context.lock():  # one worker queues the missing variants, once
+        # One worker at a time queues the missing variants (once) and pops one: Optuna's pop
+        # is atomic on PostgreSQL, not on SQLite, where two workers once trained one trial.
+        with self.context.lock():
             waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
             if not waiting and not self._enqueue_missing(study):
                 return Wait.DONE
-        if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            return Wait.LATER  # only other workers' trials are in flight
-        trial = optuna_compat.ask(study)  # pops a queued variant
-        if records.CANDIDATE not in trial.user_attrs:  # another worker popped the last one
+            if not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+                return Wait.LATER  # only other workers' trials are in flight
+            trial = optuna_compat.ask(study)  # pops a queued variant
+        if records.CANDIDATE not in trial.user_attrs:  # a worker outside the lock popped it
             study.tell(trial, state=TrialState.PRUNED)
             return Wait.LATER
         return trial
