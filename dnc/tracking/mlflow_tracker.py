@@ -181,10 +181,15 @@ class MlflowTracker(SearchObserver):
         self.client.set_terminated(run, status="FAILED" if o.failed else "FINISHED")
 
     def trials_abandoned(self, event: TrialsAbandoned) -> None:
+        unlinked = set()
         for trial in event.trials:
             run = trial.user_attrs.get(records.MLFLOW_RUN)
             if run:
                 self._close_if_running(str(run), "KILLED")
+            else:
+                unlinked.add(str(trial.number))
+        if unlinked:  # a worker killed between creating a trial's run and recording it
+            self._close_unlinked(event.study.study_name, unlinked)
 
     def stage_finished(self, event: StageFinished) -> None:
         run = self._stage_runs.pop(event.spec.name, "")
@@ -244,6 +249,24 @@ class MlflowTracker(SearchObserver):
     def _end(self, run_id: str, metrics: Mapping[str, float | None], finished: bool) -> None:
         self.client.log_batch(run_id, metrics=self._metrics(metrics))
         self.client.set_terminated(run_id, status="FINISHED" if finished else "FAILED")
+
+    def _close_unlinked(self, study: str, numbers: set[str]) -> None:
+        """Close as ``KILLED`` the running trial runs of ``study`` numbered in ``numbers``:
+        found by their tags, as no trial records them."""
+        if "'" in study:  # not expressible in MLflow's filter syntax: left open
+            return
+        try:
+            runs = self.client.search_runs(
+                [self.experiment_id],
+                f"tags.study_name = '{study}' and tags.`dnc.kind` = 'trial' "
+                "and attributes.status = 'RUNNING'",
+                max_results=1000,
+            )
+        except Exception:  # closing runs is bookkeeping: never stop a search for it
+            return
+        for run in runs:
+            if run.data.tags.get("trial_number") in numbers:
+                self._close_if_running(run.info.run_id, "KILLED")
 
     def _close_if_running(self, run_id: str, status: str) -> None:
         try:

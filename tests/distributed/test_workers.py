@@ -85,6 +85,7 @@ def _running_of(url: str, study: str, worker: str) -> list[int]:
         for t in trials
         if t.state == TrialState.RUNNING
         and str(t.user_attrs.get(records.WORKER, "")).startswith(worker)
+        and records.MLFLOW_RUN in t.user_attrs  # training: its candidate chosen, its run open
     ]
 
 

@@ -98,6 +98,13 @@ def test_a_resumed_search_reopens_its_runs_and_closes_dead_trials(tracked):
     trial = core.ask()  # a trial whose worker died while it ran
     trial.set_user_attr("mlflow_run_id", dead.info.run_id)
     core.tell(trial, state=optuna.trial.TrialState.FAIL)
+    # a worker killed after creating its trial's run and before recording it on the trial
+    unlinked = core.ask()
+    lost = client.create_run(
+        client.get_experiment_by_name("dnc").experiment_id,
+        tags={"dnc.kind": "trial", "study_name": "s/core", "trial_number": str(unlinked.number)},
+    )
+    core.tell(unlinked, state=optuna.trial.TrialState.FAIL)
     core.set_user_attr("dnc.finished", False)
     stages = (StageSpec("core", groups=("core",), trials=3), StageSpec("arch", kind="grid"))
     make_search(
@@ -106,3 +113,4 @@ def test_a_resumed_search_reopens_its_runs_and_closes_dead_trials(tracked):
     runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id], max_results=500)
     assert len(kind(runs, "search")) == 1 and len(kind(runs, "stage")) == 2
     assert client.get_run(dead.info.run_id).info.status == "KILLED"
+    assert client.get_run(lost.info.run_id).info.status == "KILLED"
