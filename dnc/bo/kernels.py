@@ -271,7 +271,14 @@ class LayerwiseRampKernel(_OmegaKernel):
         self.num_layers = len(spans)
         # Plain tensors, not buffers: they have no batch dimension, so Kernel.__getitem__ and
         # expand_batch must leave them alone (they are moved to the inputs' device on use).
-        self.spans = torch.tensor(spans, dtype=torch.float64)
+        # A layer with equal bounds (infinite span) would also scale a missing layer's far-away
+        # placement down to distance 0, counting it as shared (k(a, a) > 1, not PSD): it gets
+        # span 1 instead, and all its present widths read as one value (distance 0).
+        self.spans = torch.tensor(
+            [s if math.isfinite(s) else 1.0 for s in spans], dtype=torch.float64
+        )
+        fixed = [math.isinf(s) for s in spans]
+        self.fixed = torch.tensor(fixed) if any(fixed) else None
         roots = [float(min(i + 1, max_root)) for i in range(self.num_layers)]
         # Consecutive layers sharing a root, so powers are taken per group (square, sqrt, ...).
         self.root_groups: list[tuple[int, int, float]] = []
@@ -286,6 +293,8 @@ class LayerwiseRampKernel(_OmegaKernel):
         """``L x ... x n`` widths (layers first), absent layers set to ``absent``."""
         w = x[..., 1:].movedim(-1, 0)
         index = self.layer_index.to(x).view((-1,) + (1,) * (w.dim() - 1))
+        if self.fixed is not None:
+            w = torch.where(self.fixed.to(x.device).view_as(index), 0.0, w)
         return torch.where(index < x[..., 0].unsqueeze(0), w, absent).contiguous()
 
     def distances(self, x1: Tensor, x2: Tensor, diag: bool = False) -> tuple[Tensor, ...]:

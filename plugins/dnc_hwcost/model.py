@@ -113,13 +113,16 @@ def _check_network(layers: Sequence[int], d_out: Sequence[int]) -> tuple[list[in
 
 def feasible_clocks(layers: Sequence[int], d_out: Sequence[int]) -> list[int]:
     """Every ``C`` that makes the network feasible, ascending: ``C`` divides every ``N_i`` and
-    is a multiple of every ``d_out_i`` (``z_i = N_{i-1} d_out_i / C``).
+    is a multiple of every ``d_out_i`` (``z_i = N_{i-1} d_out_i / C``); none when some
+    ``d_in_i = N_{i-1} d_out_i / N_i`` is not an integer (``estimate`` reports it infeasible).
 
     Example:
         >>> feasible_clocks([1024, 64, 32], [4, 16])
         [16, 32]
     """
     sizes, degrees = _check_network(layers, d_out)
+    if any(n * d % m for n, d, m in zip(sizes[:-1], degrees, sizes[1:], strict=True)):
+        return []
     g, step = math.gcd(*sizes), math.lcm(*degrees)
     return [c for c in range(step, g + 1, step) if g % c == 0]
 
