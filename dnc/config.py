@@ -55,18 +55,44 @@ class DncConfig:
 
 @dataclass
 class ReportConfig:
-    """``python -m dnc.report``: which search (``run_dir`` or ``storage_url``, and ``search``
-    when the storage holds several), the ``wc`` values to re-score for (a number or a list),
-    how many candidates to list per ``wc`` (``num_best``), where the front goes (``out``) and
-    the MLflow store to log it to (``tracking``)."""
+    """``python -m dnc.report``: which search (``run_dir`` or ``storage_url``, and
+    ``search_name`` when the storage holds several), the ``wc`` values to re-score for (a
+    number or a list), how many candidates to list per ``wc`` (``num_best``), where the front
+    goes (``out``) and the MLflow store to log it to (``tracking``)."""
 
     run_dir: str | None = None
     storage_url: str | None = None
-    search: str | None = None
+    search_name: str | None = None  # not ``search``: that is the config group of python -m dnc
     wc: Any = field(default_factory=lambda: [0, 0.01, 0.1, 1, 10])
     num_best: int = 3
     out: str | None = None
     tracking: TrackingSettings = _schema(TrackingSettings)
+
+
+@dataclass
+class SyncConfig:
+    """``python -m dnc.sync``: which search (``run_dir`` or ``storage_url``, and
+    ``search_name`` when the storage holds several) to write to which MLflow store
+    (``tracking``)."""
+
+    run_dir: str | None = None
+    storage_url: str | None = None
+    search_name: str | None = None  # not ``search``: that is the config group of python -m dnc
+    tracking: TrackingSettings = _schema(TrackingSettings)
+
+
+def storage_url_of(run_dir: str | None, storage_url: str | None) -> str:
+    """The storage of ``python -m dnc.report`` and ``dnc.sync``: ``storage_url``, or the
+    SQLite storage of the run folder ``run_dir``; ``UserError`` when neither is there."""
+    folder = Path(run_dir) if run_dir else None
+    if folder is not None and not folder.is_dir():
+        raise UserError(f"run_dir={str(folder)!r}: no such directory")
+    url = storage_url or (f"sqlite:///{folder / 'optuna.db'}" if folder else None)
+    if url is None:
+        raise UserError("give run_dir=<a search's run directory> or storage_url=<its storage>")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        raise UserError(f"no Optuna storage at {url}")
+    return url
 
 
 SCHEMAS: dict[str, tuple[type, str]] = {
@@ -78,6 +104,7 @@ SCHEMAS: dict[str, tuple[type, str]] = {
     "StorageSettings": (StorageSettings, "storage"),
     "TrackingSettings": (TrackingSettings, "tracking"),
     "ReportConfig": (ReportConfig, ""),
+    "SyncConfig": (SyncConfig, ""),
 }
 """The typed nodes by class name (Hydra's messages name them) and where they sit in the
 config, for error messages."""
@@ -85,11 +112,17 @@ config, for error messages."""
 
 def register() -> None:
     """Store the schemas in Hydra's ``ConfigStore`` (idempotent): ``dnc_schema`` for
-    ``python -m dnc``, ``report_schema`` for ``python -m dnc.report``. The settings dataclasses
+    ``python -m dnc``, ``report_schema`` for ``python -m dnc.report``, ``sync_schema`` for
+    ``python -m dnc.sync``. The settings dataclasses
     are frozen; their config nodes are made writable so that overrides apply."""
     from hydra.core.config_store import ConfigStore
 
-    for name, schema in (("dnc_schema", DncConfig), ("report_schema", ReportConfig)):
+    schemas = (
+        ("dnc_schema", DncConfig),
+        ("report_schema", ReportConfig),
+        ("sync_schema", SyncConfig),
+    )
+    for name, schema in schemas:
         node = OmegaConf.structured(schema)
         _writable(node)
         ConfigStore.instance().store(name=name, node=node)
@@ -240,11 +273,13 @@ __all__ = [
     "SCHEMAS",
     "DncConfig",
     "ReportConfig",
+    "SyncConfig",
     "build",
     "instantiate",
     "register",
     "schema_path",
     "search_dir",
+    "storage_url_of",
     "typed",
     "valid_keys",
     "worker_index",

@@ -25,6 +25,7 @@ def main(cfg: DictConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from dnc.config import storage_url_of
     from dnc.plugins import UserError
     from dnc.search.rescore import rescore, resolve_search, search_cost
     from dnc.search.storage import load, open_storage, search_studies
@@ -34,14 +35,8 @@ def main(cfg: DictConfig) -> None:
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
+        url = storage_url_of(cfg.run_dir, cfg.storage_url)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else None
-        if run_dir is not None and not run_dir.is_dir():
-            raise UserError(f"run_dir={str(run_dir)!r}: no such directory")
-        url = cfg.storage_url or (f"sqlite:///{run_dir / 'optuna.db'}" if run_dir else None)
-        if url is None:
-            raise UserError("give run_dir=<a search's run directory> or storage_url=<its storage>")
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-            raise UserError(f"no Optuna storage at {url}")
         wc_list = (
             OmegaConf.to_container(cfg.wc, resolve=True) if OmegaConf.is_list(cfg.wc) else [cfg.wc]
         )
@@ -52,7 +47,7 @@ def main(cfg: DictConfig) -> None:
         except (TypeError, ValueError) as err:
             raise UserError(f"wc={wc_list}: give numbers >= 0") from err
         storage = open_storage(url)
-        search = resolve_search(storage, cfg.search)
+        search = resolve_search(storage, cfg.search_name)
         cost = search_cost(storage, search)
         picks = rescore(storage, search, wcs, cost)
         out = (

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from private_postgres import cluster  # noqa: F401 - a fixture: a private PostgreSQL cluster
 
 # Tiny budgets that still exercise every part of a search.
 TINY = ("search.bo.prior_states=3", "search.bo.steps=1", "trainer.epochs=2")

@@ -14,7 +14,11 @@ creating the search's MLflow runs and running the final test. Each runs under ``
   every name;
 - anything else (an in-memory storage): a lock within this process only.
 
-Locks are re-entrant within a process, and block until they are free.
+Locks are re-entrant within a process, and block until they are free. Taking a database lock
+waits out an unreachable database as every call of the storage does (its ``call``:
+``dnc.search.storage.RetryingStorage``). A lock whose connection is lost while it is held (the
+database restarted) is released by the database: the holder finishes its step and logs a
+warning, and another worker may have taken the lock meanwhile.
 """
 
 from __future__ import annotations
@@ -79,7 +83,8 @@ def _database_lock(storage: Any, name: str) -> Iterator[None]:
             yield
     elif engine.dialect.name == "postgresql":
         with _sql_lock(
-            engine,
+            storage,
+            name,
             "SELECT pg_advisory_lock(:k)",
             "SELECT pg_advisory_unlock(:k)",
             {"k": lock_key(name)},
@@ -87,7 +92,8 @@ def _database_lock(storage: Any, name: str) -> Iterator[None]:
             yield
     elif engine.dialect.name in ("mysql", "mariadb"):
         key = f"dnc:{lock_key(name)}"
-        with _sql_lock(engine, "SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)", {"k": key}):
+        take, release = "SELECT GET_LOCK(:k, -1)", "SELECT RELEASE_LOCK(:k)"
+        with _sql_lock(storage, name, take, release, {"k": key}):
             yield
     else:
         log.warning(
@@ -98,18 +104,43 @@ def _database_lock(storage: Any, name: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _sql_lock(engine: Any, take: str, release: str, params: dict[str, Any]) -> Iterator[None]:
-    """A session-level database lock on a connection of its own, held for the block."""
+def _sql_lock(
+    storage: Any, name: str, take: str, release: str, params: dict[str, Any]
+) -> Iterator[None]:
+    """A session-level database lock on a connection of its own, held for the block; taking it
+    waits out an unreachable database (the storage's ``call``, where it has one)."""
     from sqlalchemy import text
 
-    with engine.connect() as conn:
-        conn.execute(text(take), params)
-        conn.commit()
+    engine = storage.engine
+
+    def taken() -> Any:
+        conn = engine.connect()
         try:
-            yield
-        finally:
+            conn.execute(text(take), params)
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    call = getattr(storage, "call", None)
+    conn = call(taken) if callable(call) else taken()
+    try:
+        yield
+    finally:
+        try:
             conn.execute(text(release), params)
             conn.commit()
+        except Exception as err:
+            if optuna_compat.unreachable(err) is None:
+                raise
+            log.warning(
+                "lost the lock %r while holding it (the storage was unreachable; the database "
+                "released it): another worker may have taken it meanwhile",
+                name,
+            )
+        finally:
+            conn.close()
 
 
 @contextlib.contextmanager

@@ -22,7 +22,7 @@ from dnc import optuna_compat
 from dnc.plugins import Candidate, UserError
 from dnc.search import records
 from dnc.search.events import SearchObserver, TrialFinished, TrialsAbandoned
-from dnc.search.trial import CandidateTaken, TrialOutcome, TrialRunner
+from dnc.search.trial import CandidateTaken, TrialLost, TrialOutcome, TrialRunner
 
 
 class TrialsFailed(UserError):
@@ -93,8 +93,8 @@ class Driver:
             assert isinstance(step, optuna.Trial)
             try:
                 outcome = self.runner.run(study, step, stage, steps.candidate)
-            except CandidateTaken:  # another worker holds the candidate: ask again
-                continue
+            except (CandidateTaken, TrialLost):  # another worker holds the candidate, or
+                continue  # gave the trial up while this one was cut off: ask again
             outcomes.append(outcome)
             trials = study.get_trials(deepcopy=False)
             self.observer.trial_finished(
@@ -128,12 +128,12 @@ class Driver:
                 optuna_compat.fail_trial(study, t)
 
     def report_abandoned(self, study: optuna.Study) -> None:
-        """Tell observers about trials whose worker died (failed without a reason of their
-        own), e.g. so the tracker closes their runs."""
+        """Tell observers about trials whose worker died or was interrupted (failed without a
+        reason of their own), e.g. so the tracker closes their runs."""
         dead = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if records.FAIL_REASON not in t.user_attrs
+            if records.abandoned(t)
         ]
         if dead:
             self.observer.trials_abandoned(TrialsAbandoned(study, dead))

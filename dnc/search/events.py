@@ -102,13 +102,14 @@ class TrialsAbandoned:
 
 @dataclass(frozen=True)
 class StageFinished:
-    """A stage ended: ``finished`` (its budget used) or not (an error or an interruption);
-    ``best`` is the stage's best loss (``None``: no trial completed)."""
+    """A stage ended: ``finished`` (its budget used) or not (an error, or ``interrupted`` by
+    Ctrl-C or SIGTERM); ``best`` is the stage's best loss (``None``: no trial completed)."""
 
     spec: StageSpec
     study: optuna.Study
     finished: bool
     best: float | None
+    interrupted: bool = False
 
 
 @dataclass(frozen=True)
@@ -122,14 +123,16 @@ class FinalTested:
 
 @dataclass(frozen=True)
 class SearchFinished:
-    """The search ended (``finished``: every stage done): its best candidates, their test
-    accuracies (``final_test``), and the results file written (``None``: no run directory)."""
+    """The search ended (``finished``: every stage done; else stopped by an error, or
+    ``interrupted`` by Ctrl-C or SIGTERM): its best candidates, their test accuracies
+    (``final_test``), and the results file written (``None``: no run directory)."""
 
     name: str
     finished: bool
     best: Sequence[Ranked]
     test_acc: Mapping[str, float] = field(default_factory=dict)
     results: Path | None = None
+    interrupted: bool = False
 
 
 class SearchObserver:

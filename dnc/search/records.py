@@ -6,10 +6,11 @@ defined here once.
 
 On a trial (``user_attrs``): ``candidate`` (the whole candidate: params plus held values),
 ``figures`` (raw figures: ``best_val_acc``, ``t_epoch``, ``numparams``, ``epochs_run`` and the
-cost evaluator's), ``stage``, ``substage`` (grid), ``worker`` (``host:pid``, or
-``w<index>@host:pid``), ``train_seconds`` (wall time of building, training and measuring it),
-``fail_reason`` (a trial that failed on its own), ``duplicate_of`` (a trial given up because
-another worker holds its candidate: ``PRUNED``), ``mlflow_run_id``.
+cost evaluator's), ``curves`` (per-epoch ``train_loss`` and ``val_acc``), ``stage``,
+``substage`` (grid), ``worker`` (``host:pid``, or ``w<index>@host:pid``), ``train_seconds``
+(wall time of building, training and measuring it), ``fail_reason`` (a trial that failed on its
+own; ``interrupted`` for one stopped by a signal, whose slot is run again), ``duplicate_of`` (a
+trial given up because another worker holds its candidate: ``PRUNED``), ``mlflow_run_id``.
 
 On a stage's study (``user_attrs``): ``dnc.settings`` (the search's settings), ``dnc.cost``
 (the cost evaluator and its calibrated normaliser; on the first stage's study),
@@ -35,8 +36,10 @@ STAGE = "stage"
 SUBSTAGE = "substage"
 WORKER = "worker"
 TRAIN_SECONDS = "train_seconds"  # wall time of building, training and measuring the candidate
+CURVES = "curves"  # per-epoch series of a completed trial: train_loss, val_acc
 DUPLICATE_OF = "duplicate_of"  # a trial given up: its candidate was taken by this trial
 FAIL_REASON = "fail_reason"
+INTERRUPTED = "interrupted"  # the fail_reason of a trial stopped by SIGTERM or Ctrl-C
 MLFLOW_RUN = "mlflow_run_id"
 
 # -- study attributes -------------------------------------------------------------------------
@@ -88,18 +91,24 @@ def figures(trial: FrozenTrial) -> dict[str, float] | None:
 
 
 def fail_reason(trial: FrozenTrial) -> str | None:
-    """Why the trial failed on its own (``None``: it did not, or its worker died)."""
+    """Why the trial failed on its own (``None``: it did not; its worker died or was
+    interrupted)."""
     value = trial.user_attrs.get(FAIL_REASON)
-    return None if value is None else str(value)
+    return None if value is None or value == INTERRUPTED else str(value)
 
 
 def counts_against_budget(trial: FrozenTrial) -> bool:
     """Finished trials use up a stage's budget: completed ones, and failed ones that failed on
     their own (a NaN loss, an error). A trial failed because its worker died (Optuna's
-    heartbeat, or a resumed search) does not: its slot is run again."""
+    heartbeat, or a resumed search) or was interrupted does not: its slot is run again."""
     if trial.state == TrialState.COMPLETE:
         return True
-    return trial.state == TrialState.FAIL and FAIL_REASON in trial.user_attrs
+    return trial.state == TrialState.FAIL and fail_reason(trial) is not None
+
+
+def abandoned(trial: FrozenTrial) -> bool:
+    """A trial failed because its worker died or was interrupted: its slot is run again."""
+    return trial.state == TrialState.FAIL and fail_reason(trial) is None
 
 
 def in_flight(trial: FrozenTrial) -> bool:
@@ -136,9 +145,11 @@ __all__ = [
     "ALWAYS_FIGURES",
     "BASE",
     "CANDIDATE",
+    "CURVES",
     "COST",
     "DUPLICATE_OF",
     "FAIL_REASON",
+    "INTERRUPTED",
     "FIGURES",
     "FINAL_TEST",
     "FINISHED",
@@ -153,6 +164,7 @@ __all__ = [
     "Ranked",
     "candidate",
     "candidate_key",
+    "abandoned",
     "counts_against_budget",
     "fail_reason",
     "figures",

@@ -3,8 +3,11 @@ directory, and the final test of the best candidates."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,9 +60,30 @@ def write_results(path: Path, result: SearchResult, *, storage: str, cost: CostE
         "cost": {"name": cost.name, **cost.settings()},
         "best": best,
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(content, indent=2))
+    write_atomically(path, json.dumps(content, indent=2))
     return path
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: into a new file beside it, then renamed
+    over it (``os.replace``). Workers sharing a run folder each replace ``results.json`` with a
+    whole one, and a full disk leaves the previous one as it was (and no partial file). An
+    ``OSError`` names ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())  # the data is on disk before the name points at it
+        os.replace(temporary, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            temporary.unlink()
+        if err.filename is None or os.fsdecode(err.filename) == str(temporary):
+            raise OSError(err.errno, err.strerror, str(path)) from err  # the file users know
+        raise
 
 
 def recorded_test_acc(study: optuna.Study | None) -> dict[str, float]:
@@ -120,4 +144,4 @@ def final_test(
     return {r.key: done[r.key] for r in best}
 
 
-__all__ = ["SearchResult", "final_test", "recorded_test_acc", "write_results"]
+__all__ = ["SearchResult", "final_test", "recorded_test_acc", "write_atomically", "write_results"]

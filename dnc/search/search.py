@@ -88,7 +88,10 @@ class Search:
         self.stages: list[Stage] = [make_stage(spec, settings) for spec in settings.stages]
         s = self.storage_settings
         self.storage = open_storage(
-            s.url, heartbeat_interval=s.heartbeat_interval, grace_period=s.grace_period
+            s.url,
+            heartbeat_interval=s.heartbeat_interval,
+            grace_period=s.grace_period,
+            retry_s=s.retry_s,
         )
         self._data: TensorData | None = dataset if isinstance(dataset, TensorData) else None
         self._placed = False
@@ -113,15 +116,18 @@ class Search:
             )
         )
         test_acc: dict[str, float] = {}
-        finished = False
+        finished = interrupted = False
         try:
             for stage in self.stages:
                 self._run_stage(stage, data)
             if self.settings.final_test:
                 test_acc = self._final_test(data)
             finished = True
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            result = self._finish(finished, test_acc)
+            result = self._finish(finished, test_acc, interrupted)
         return result
 
     def _run_stage(self, stage: Stage, data: TensorData) -> None:
@@ -136,29 +142,34 @@ class Search:
             StageStarted(spec, study, stage.label, stage.budget, done, stage.params(self.space))
         )
         driver.report_abandoned(study)
-        finished = False
+        finished = interrupted = False
         try:
             stage.run(self._context(driver), study)
             finished = True
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             driver.report_abandoned(study)
             values = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None]
             self.observer.stage_finished(
-                StageFinished(spec, study, finished, min(values) if values else None)
+                StageFinished(spec, study, finished, min(values) if values else None, interrupted)
             )
         study.set_user_attr(records.FINISHED, True)
         self._check_some_trial_completed()
 
     # -- parts --------------------------------------------------------------------------------
     def load_data(self) -> TensorData:
-        """The dataset, loaded once and placed on the trainer's device once per search
-        (``UserError`` for missing or malformed data)."""
+        """The dataset, loaded once, checked (``TensorData.validate``: every dataset, built-in
+        or a plugin's) and placed on the trainer's device once per search (``UserError`` for
+        missing or malformed data)."""
         if self._data is None:
             assert isinstance(self.dataset, Dataset)
             self._data = self.dataset.load(self.seed)
         if not self._placed:
             from dnc.train.trainer import place
 
+            self._data.validate()
             self._data = place(self._data, self.trainer)
             self._placed = True
         return self._data
@@ -254,7 +265,9 @@ class Search:
                 observer=self.observer,
             )
 
-    def _finish(self, finished: bool, test_acc: dict[str, float]) -> SearchResult:
+    def _finish(
+        self, finished: bool, test_acc: dict[str, float], interrupted: bool = False
+    ) -> SearchResult:
         """Write the results and tell the observers; also when the search stopped early."""
         s = self.settings
         best = ranked_trials(self.storage, s.name)[: s.num_best]
@@ -270,7 +283,9 @@ class Search:
                 storage=mask_url(self.storage_settings.url),
                 cost=self.cost,
             )
-        self.observer.search_finished(SearchFinished(s.name, finished, best, result.test_acc, path))
+        self.observer.search_finished(
+            SearchFinished(s.name, finished, best, result.test_acc, path, interrupted)
+        )
         return result
 
     def _loaded(self, stage: Stage) -> optuna.Study | None:

@@ -141,11 +141,18 @@ class SearchSettings:
 class StorageSettings:
     """Where the search's Optuna studies live (``storage``): an SQLAlchemy ``url``; a trial
     whose worker stops beating for ``grace_period`` seconds (heartbeat every
-    ``heartbeat_interval``) is failed and its slot run again."""
+    ``heartbeat_interval``) is failed and its slot run again; a worker waits out a storage it
+    cannot reach (a database restarting) for up to ``retry_s`` seconds, then stops with
+    ``dnc.search.storage.StorageUnavailable`` (0: at once).
+
+    Example:
+        >>> StorageSettings(url="postgresql://dnc@db:5432/dnc", retry_s=300)
+    """
 
     url: str = "sqlite:///optuna.db"
     heartbeat_interval: int = 10
     grace_period: int = 30
+    retry_s: float = 120.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.url, str) or "://" not in self.url:
@@ -157,6 +164,15 @@ class StorageSettings:
                 "storage: need heartbeat_interval >= 1 and grace_period > heartbeat_interval "
                 f"(got {self.heartbeat_interval} and {self.grace_period})"
             )
+        retry_s = self.retry_s
+        if isinstance(retry_s, bool) or not isinstance(retry_s, (int, float)):
+            raise UserError(f"storage.retry_s={retry_s!r}: give a number of seconds >= 0")
+        if not 0 <= retry_s < math.inf:
+            raise UserError(
+                f"storage.retry_s={retry_s}: give a number of seconds >= 0 (how long a worker "
+                "waits for a storage it cannot reach; 0: it stops at once)"
+            )
+        object.__setattr__(self, "retry_s", float(retry_s))
 
 
 __all__ = [

@@ -1,20 +1,27 @@
 """One trial: record the candidate on the Optuna trial, train and score it, tell the study.
 
-A trial that fails on its own (a NaN loss, out of memory, an exception in a plugin) is told
-``FAIL`` with its ``fail_reason``, its traceback goes to the log (the run's log file under
-``python -m dnc``), and the search goes on. A ``UserError`` (a setting that cannot work) and an
-interruption stop the search; the trial is told ``FAIL`` without a reason, so a resumed search
-runs its slot again.
+A trial that fails on its own (a NaN loss, ``out of memory``, a ``timeout`` past
+``trainer.timeout_s``, an exception in a plugin) is told ``FAIL`` with its ``fail_reason``, its
+traceback goes to the log (the run's log file under ``python -m dnc``), and the search goes on.
+A ``UserError`` (a setting that cannot work) and an interruption stop the search; the trial is
+told ``FAIL`` without a reason of its own (``interrupted`` for Ctrl-C or SIGTERM), so a resumed
+search runs its slot again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import math
 import os
+import signal
 import socket
+import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 
 import optuna
 from optuna.trial import TrialState
@@ -24,7 +31,7 @@ from dnc.plugins import Candidate, CostEvaluator, SearchSpace, TensorData, UserE
 from dnc.search import records
 from dnc.search.events import SearchObserver, TrialStarted
 from dnc.search.objective import evaluate
-from dnc.train.settings import TrainerSettings, TrialDiverged
+from dnc.train.settings import TrainerSettings, TrialDiverged, TrialTimedOut
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +64,19 @@ class TrialOutcome:
         return self.fail_reason is not None
 
 
+OUT_OF_MEMORY = "out of memory"
+TIMEOUT = "timeout"
+
+
 def failure_reason(err: BaseException) -> str:
-    """One line saying why a trial failed."""
+    """One line saying why a trial failed: ``out of memory`` (CUDA's or the CPU allocator's),
+    ``timeout`` (``trainer.timeout_s``), the divergence, or the exception's first line."""
     if isinstance(err, TrialDiverged):
         return str(err)
+    if isinstance(err, TrialTimedOut):
+        return TIMEOUT
+    if _out_of_memory(err):
+        return OUT_OF_MEMORY
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
@@ -72,6 +88,15 @@ class CandidateTaken(Exception):
 
     def __init__(self, number: int) -> None:
         super().__init__(f"the candidate is taken by trial {number}")
+        self.number = number
+
+
+class TrialLost(Exception):
+    """The trial was failed by another worker (its heartbeat stopped while this worker could
+    not reach the storage): its result is dropped and the stage goes on."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__(f"trial {number} was given up by another worker")
         self.number = number
 
 
@@ -134,15 +159,16 @@ class TrialRunner:
                 )
                 started = time.perf_counter()
                 try:
-                    ev = evaluate(
-                        candidate,
-                        space=self.space,
-                        data=self.data,
-                        cost=self.cost,
-                        wc=self.wc,
-                        trainer=self.trainer,
-                        seed=self.seed * 100_003 + trial.number,
-                    )
+                    with time_limit(self.trainer.timeout_s):
+                        ev = evaluate(
+                            candidate,
+                            space=self.space,
+                            data=self.data,
+                            cost=self.cost,
+                            wc=self.wc,
+                            trainer=self.trainer,
+                            seed=self.seed * 100_003 + trial.number,
+                        )
                 except UserError:  # the settings cannot work: stop the search
                     raise
                 except Exception as err:  # the trial failed on its own: the search goes on
@@ -156,14 +182,29 @@ class TrialRunner:
                     return TrialOutcome(
                         stage, trial.number, candidate, substage, fail_reason=reason
                     )
-        except BaseException:  # stopped, or interrupted: a resumed search runs the slot again
-            # (a trial given up for a taken candidate is PRUNED already: tell skips it)
+        except BaseException as err:  # stopped, or interrupted: a resumed search runs the slot
+            # again (a trial given up for a taken candidate is PRUNED already: tell skips it)
+            if isinstance(err, KeyboardInterrupt):
+                with contextlib.suppress(Exception):
+                    trial.set_user_attr(records.FAIL_REASON, records.INTERRUPTED)
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
-        trial.set_user_attr(records.TRAIN_SECONDS, round(time.perf_counter() - started, 4))
-        trial.set_user_attr(records.FIGURES, ev.figures)
-        study.tell(trial, ev.loss, skip_if_finished=True)
         curves = {"train_loss": ev.result.train_loss, "val_acc": ev.result.val_acc}
+        try:
+            trial.set_user_attr(records.TRAIN_SECONDS, round(time.perf_counter() - started, 4))
+            trial.set_user_attr(records.FIGURES, ev.figures)
+            trial.set_user_attr(records.CURVES, _finite_curves(curves))
+        except optuna.exceptions.UpdateFinishedTrialError as err:
+            # cut off from the storage past the grace period: another worker failed the trial
+            # as its worker's, and runs its slot again
+            log.warning(
+                "trial %d of stage %s was given up by another worker while this one could not "
+                "reach the storage: its result is dropped, its slot run again",
+                trial.number,
+                stage,
+            )
+            raise TrialLost(trial.number) from err
+        study.tell(trial, ev.loss, skip_if_finished=True)
         return TrialOutcome(
             stage,
             trial.number,
@@ -175,19 +216,89 @@ class TrialRunner:
         )
 
 
-def _release_memory(err: BaseException) -> None:
-    """After an out-of-memory error, give the cached GPU memory back before the next trial."""
+def _finite_curves(curves: Mapping[str, Sequence[float]]) -> dict[str, list[float | None]]:
+    """``curves`` as JSON can hold them (a NaN as ``None``), rounded to what a plot shows."""
+    return {
+        k: [round(float(v), 6) if math.isfinite(v) else None for v in values]
+        for k, values in curves.items()
+    }
+
+
+def _out_of_memory(err: BaseException) -> bool:
     import torch
 
-    if isinstance(err, torch.OutOfMemoryError) and torch.cuda.is_available():
+    if isinstance(err, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and (
+        "can't allocate memory" in text or "out of memory" in text.lower()
+    )
+
+
+def _release_memory(err: BaseException) -> None:
+    """After an out-of-memory error, free what the failed trial held (its model, optimiser
+    and activations, kept alive by the traceback until now) before the next trial."""
+    if not _out_of_memory(err):
+        return
+    import torch
+
+    err.__traceback__ = None
+    gc.collect()
+    if torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
+def _importing(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise ``TrialTimedOut`` in the block once it has run ``seconds`` (0: no limit).
+
+    A timer signal (``SIGALRM``) interrupts Python code anywhere in the block (but not an
+    import: it waits for it), so a trial stuck in a loop of its own is stopped too; a single
+    native call (one CUDA kernel) finishes first.
+    Signals reach only the main thread: elsewhere the limit is not enforced (a warning says so).
+    """
+    if not seconds:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread() or not hasattr(
+        signal, "setitimer"
+    ):
+        log.warning("trainer.timeout_s is enforced only in a main thread on POSIX; not here")
+        yield
+        return
+
+    def expired(signum: int, frame: FrameType | None) -> None:
+        if _importing(frame):  # an import cut short leaves a broken module for every trial
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            return
+        raise TrialTimedOut(f"the trial ran past trainer.timeout_s={seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 __all__ = [
+    "OUT_OF_MEMORY",
+    "TIMEOUT",
     "WORKER_ID",
     "CandidateTaken",
+    "TrialLost",
     "TrialOutcome",
     "TrialRunner",
     "failure_reason",
+    "time_limit",
     "worker_name",
 ]

@@ -3,12 +3,23 @@ Fashion-MNIST, CIFAR-10 and CIFAR-100 read from torchvision's on-disk layout in 
 
 Each returns ``TensorData``: float inputs, int64 labels, a validation split of the training set
 fixed by the seed (``val_split``), unless the file provides its own validation set.
+
+Hostile files are refused with one line naming the file and what is wrong: NaN or infinite
+inputs, labels that are not class indices, splits whose examples differ in shape, object
+arrays in an ``.npz``, a truncated or corrupt MNIST or CIFAR file. The number of classes is
+``npz``: one more than the largest label of the file's training set (``ytr``, before a
+validation split is held out of it), so a validation or test label above every training label
+is an error (no network output could predict it); ``mnist``, ``fmnist``, ``cifar10``: 10;
+``cifar100``: 100. A class below that which the training set lacks is a warning
+(``TensorData.validate``, which dnc runs on every dataset's data).
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import pickle
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,13 +60,16 @@ def to_tensor_data(
     yva: np.ndarray,
     xte: np.ndarray,
     yte: np.ndarray,
+    *,
+    num_classes: int | None = None,
 ) -> TensorData:
-    """Convert numpy arrays to ``TensorData`` (float32 inputs, int64 labels 0..k-1)."""
-    labels = np.concatenate([ytr, yva, yte])
-    if labels.min() < 0:
-        raise UserError(f"dataset {name}: labels must be non-negative class indices")
-
+    """Convert numpy arrays to ``TensorData`` (float32 inputs, int64 labels). ``num_classes``:
+    by default one more than the largest label of any split. It checks nothing: dnc checks
+    every dataset's data with ``TensorData.validate`` once loaded."""
     import torch
+
+    if num_classes is None:
+        num_classes = 1 + max((int(y.max()) for y in (ytr, yva, yte) if len(y)), default=-1)
 
     def f(a: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)
@@ -64,8 +78,23 @@ def to_tensor_data(
         return torch.as_tensor(np.asarray(a), dtype=torch.int64)
 
     return TensorData(
-        f(xtr), i(ytr), f(xva), i(yva), f(xte), i(yte), num_classes=int(labels.max()) + 1, name=name
+        f(xtr), i(ytr), f(xva), i(yva), f(xte), i(yte), num_classes=num_classes, name=name
     )
+
+
+def _first_nonfinite_row(x: np.ndarray) -> int | None:
+    """The first row of ``x`` (``n x ...``) holding NaN or an infinity; None when every value
+    is finite. One summing pass when all is well (NaN and infinities propagate into a sum);
+    only rows whose sum is not finite are looked at closely."""
+    if not np.issubdtype(x.dtype, np.floating):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(x.sum()):
+            return None
+        rows = x.reshape(len(x), -1)
+        suspects = np.flatnonzero(~np.isfinite(rows.sum(axis=1)))  # sums may overflow
+    hits = suspects[~np.isfinite(rows[suspects]).all(axis=1)]
+    return int(hits[0]) if len(hits) else None
 
 
 class Digits(Dataset):
@@ -94,10 +123,15 @@ class Digits(Dataset):
 
 class Npz(Dataset):
     """A ``.npz`` file with keys ``xtr ytr xte yte`` and optionally ``xva yva`` (the original
-    tool's format). ``x*`` are ``n x ...`` arrays, ``y*`` class indices (or one-hot rows)."""
+    tool's format; other keys are not read). ``x*`` are numeric ``n x ...`` arrays; ``y*``
+    class indices ``0, 1, ...`` (integers, or integral floats such as ``3.0``), one-hot rows,
+    or an ``n x 1`` column of indices. The classes are ``0 .. max(ytr)``: a validation or
+    test label above every training label is refused, as are NaN or infinite inputs and
+    object arrays (never unpickled)."""
 
     name = "npz"
     REQUIRED = ("xtr", "ytr", "xte", "yte")
+    OPTIONAL = ("xva", "yva")
 
     def __init__(self, path: str, val_split: float = 0.2) -> None:
         self.path = Path(path).expanduser()
@@ -109,47 +143,149 @@ class Npz(Dataset):
 
     def load(self, seed: int) -> TensorData:
         self.check()
+        arrays = self._arrays()
+        splits = [s for s in ("tr", "va", "te") if f"x{s}" in arrays]
+        xs: dict[str, np.ndarray] = {}
+        ys: dict[str, np.ndarray] = {}
+        for s in splits:
+            xs[s], ys[s] = self._split(s, arrays[f"x{s}"], arrays[f"y{s}"])
+        for s in splits[1:]:
+            if xs[s].shape[1:] != xs["tr"].shape[1:]:
+                raise UserError(
+                    f"{self.path}: xtr examples have shape {xs['tr'].shape[1:]} but x{s} "
+                    f"examples {xs[s].shape[1:]}; every split needs the same shape"
+                )
+        num_classes = self._num_classes(ys)
+        if "va" in xs:
+            parts = (xs["tr"], ys["tr"], xs["va"], ys["va"])
+        else:
+            parts = split_validation(xs["tr"], ys["tr"], self.val_split, seed)
+        return to_tensor_data(self.path.stem, *parts, xs["te"], ys["te"], num_classes=num_classes)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """The file's arrays under the keys dnc reads (other keys are not loaded)."""
         try:
-            with np.load(self.path, allow_pickle=False) as f:
-                arrays = {k: f[k] for k in f.files}
+            npz = np.load(self.path, allow_pickle=False)
         except Exception as err:  # zipfile.BadZipFile, ValueError, OSError ...
             raise UserError(
                 f"dataset.path={str(self.path)!r} is not a readable .npz file ({err})"
             ) from err
-        missing = [k for k in self.REQUIRED if k not in arrays]
-        if missing:
+        if not isinstance(npz, np.lib.npyio.NpzFile):
             raise UserError(
-                f"{self.path}: missing key(s) {', '.join(missing)}; an npz dataset needs "
-                "xtr ytr xte yte (and optionally xva yva), found "
-                f"{', '.join(sorted(arrays)) or 'none'}"
+                f"dataset.path={str(self.path)!r} is a .npy file (one array); an npz dataset "
+                "is an archive with arrays xtr ytr xte yte (np.savez)"
             )
-        if ("xva" in arrays) != ("yva" in arrays):
-            raise UserError(f"{self.path}: give both xva and yva, or neither")
-        for split in ("tr", "va", "te"):
-            if f"x{split}" not in arrays:
-                continue
-            x, y = arrays[f"x{split}"], arrays[f"y{split}"]
-            if y.ndim == 2:  # one-hot labels, as the original tool stored them
-                y = arrays[f"y{split}"] = y.argmax(axis=1)
-            if len(x) != len(y):
+        with npz:
+            found = list(npz.files)
+            missing = [k for k in self.REQUIRED if k not in found]
+            if missing:
                 raise UserError(
-                    f"{self.path}: x{split} has {len(x)} rows but y{split} has {len(y)}; "
-                    "they must match"
+                    f"{self.path}: missing key(s) {', '.join(missing)}; an npz dataset needs "
+                    "xtr ytr xte yte (and optionally xva yva), found "
+                    f"{', '.join(sorted(found)) or 'none'}"
                 )
-            if len(x) == 0:
-                raise UserError(f"{self.path}: x{split} is empty")
-            if not np.issubdtype(x.dtype, np.number) or not np.issubdtype(y.dtype, np.number):
-                raise UserError(f"{self.path}: x{split} and y{split} must be numeric arrays")
-        if arrays["xtr"].shape[1:] != arrays["xte"].shape[1:]:
+            if ("xva" in found) != ("yva" in found):
+                raise UserError(f"{self.path}: give both xva and yva, or neither")
+            return {k: self._array(npz, k) for k in self.REQUIRED + self.OPTIONAL if k in found}
+
+    def _array(self, npz: np.lib.npyio.NpzFile, key: str) -> np.ndarray:
+        try:
+            value = npz[key]
+        except ValueError as err:
+            if "allow_pickle" in str(err):  # numpy refused to unpickle it
+                raise UserError(
+                    f"{self.path}: {key} is an object array; object arrays are not allowed "
+                    f"(reading one would unpickle, which can run code): save {key} as a "
+                    "numeric array"
+                ) from err
+            raise UserError(f"{self.path}: {key} cannot be read ({err})") from err
+        except Exception as err:  # a damaged member: zipfile.BadZipFile, OSError, EOFError ...
+            raise UserError(f"{self.path}: {key} cannot be read ({err})") from err
+        if not isinstance(value, np.ndarray):  # a member that is not a .npy file
+            raise UserError(f"{self.path}: {key} is not a numpy array")
+        return value
+
+    def _split(self, s: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One split's inputs as float32 and labels as int64 class indices, checked."""
+        for key, a in ((f"x{s}", x), (f"y{s}", y)):
+            if not np.issubdtype(a.dtype, np.number) or np.iscomplexobj(a):
+                raise UserError(f"{self.path}: {key} holds {a.dtype} values; it must be numeric")
+        if x.ndim < 2:
+            raise UserError(f"{self.path}: x{s} has shape {x.shape}; it must be n x features")
+        if y.ndim == 2 and y.shape[1] == 1:  # a column of class indices
+            y = y[:, 0]
+        elif y.ndim == 2 and y.shape[1] > 1:  # one-hot rows, as the original tool stored them
+            y = y.argmax(axis=1)
+        if y.ndim != 1:
             raise UserError(
-                f"{self.path}: xtr examples have shape {arrays['xtr'].shape[1:]} but xte "
-                f"examples {arrays['xte'].shape[1:]}"
+                f"{self.path}: y{s} has shape {y.shape}; it must hold n class indices or n "
+                "one-hot rows"
             )
-        if "xva" in arrays:
-            parts = (arrays["xtr"], arrays["ytr"], arrays["xva"], arrays["yva"])
-        else:
-            parts = split_validation(arrays["xtr"], arrays["ytr"], self.val_split, seed)
-        return to_tensor_data(self.path.stem, *parts, arrays["xte"], arrays["yte"])
+        if len(x) != len(y):
+            raise UserError(
+                f"{self.path}: x{s} has {len(x)} rows but y{s} has {len(y)}; they must match"
+            )
+        if len(x) == 0:
+            raise UserError(f"{self.path}: x{s} is empty")
+        y = self._labels(f"y{s}", y)
+        with np.errstate(over="ignore"):
+            x32 = x.astype(np.float32, copy=False)
+        row = _first_nonfinite_row(x32)
+        if row is not None:
+            value = x32[row].flat[int(np.argmin(np.isfinite(x32[row])))]
+            if np.isfinite(x[row]).all():
+                raise UserError(
+                    f"{self.path}: x{s} holds values too large for float32 (first in row "
+                    f"{row}); rescale them"
+                )
+            raise UserError(
+                f"{self.path}: x{s} holds NaN or infinite values (first in row {row}: "
+                f"{value}); drop or repair those rows"
+            )
+        return x32, y
+
+    def _labels(self, key: str, y: np.ndarray) -> np.ndarray:
+        """``y`` as int64 class indices: refused unless whole numbers, 0 or more."""
+        if np.issubdtype(y.dtype, np.floating):
+            bad = np.flatnonzero(~np.isfinite(y) | (y != np.floor(y)))
+            if len(bad):
+                raise UserError(
+                    f"{self.path}: {key}[{bad[0]}] = {y[bad[0]]}; labels must be whole-number "
+                    "class indices (3.0 is fine, 1.5 is not)"
+                )
+        if y.min() < 0:
+            row = int(y.argmin())
+            raise UserError(
+                f"{self.path}: {key}[{row}] = {y[row]}; labels must be class indices 0, 1, "
+                "2, ..., not negative"
+            )
+        if y.max() >= 2**31:
+            row = int(y.argmax())
+            raise UserError(
+                f"{self.path}: {key}[{row}] = {y[row]} is not a class index; number the "
+                "classes 0, 1, 2, ..."
+            )
+        return y.astype(np.int64)
+
+    def _num_classes(self, ys: dict[str, np.ndarray]) -> int:
+        """``1 + max(ytr)``, refused when a validation or test label is above it."""
+        top = int(ys["tr"].max())
+        if top == 0:
+            raise UserError(f"{self.path}: ytr holds only class 0; a classifier needs two or more")
+        if top >= len(ys["tr"]):
+            raise UserError(
+                f"{self.path}: ytr's largest label is {top} but it has {len(ys['tr'])} rows: "
+                "the labels are not class indices; number the classes 0, 1, 2, ..."
+            )
+        for s, y in ys.items():
+            row = int(y.argmax())
+            if y[row] > top:
+                raise UserError(
+                    f"{self.path}: y{s}[{row}] = {y[row]}, a class the training set lacks: "
+                    f"the classes are 0 .. {top} (ytr's largest label), so the networks have "
+                    "no output for it; drop those rows or add training examples of it"
+                )
+        return top + 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,28 +303,91 @@ _TV_CLASSES = {
     "cifar10": "CIFAR10",
     "cifar100": "CIFAR100",
 }
+_NUM_CLASSES = {"mnist": 10, "fmnist": 10, "cifar10": 10, "cifar100": 100}
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file (MNIST's format), optionally gzipped."""
+class _Damaged(Exception):
+    """A file of torchvision's layout that is not what it should be: ``path`` and ``why``."""
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(f"{path}: {why}")
+        self.path = path
+        self.why = why
+
+
+def _read_idx(path: Path, ndim: int, classes: int | None = None) -> np.ndarray:
+    """An IDX file (MNIST's format: a big-endian header, then unsigned bytes), optionally
+    gzipped, holding an ``ndim``-dimensional array (``classes``: labels, each below it);
+    ``_Damaged`` when it is truncated, corrupt or something else."""
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        raw = fh.read()
-    ndim = raw[3]
+    try:
+        with opener(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error) as err:  # e.g. a truncated or corrupt gzip stream
+        raise _Damaged(path, f"cannot be read: {err}") from err
+    if len(raw) < 4 or raw[:3] != b"\x00\x00\x08":
+        raise _Damaged(path, "not an IDX file of unsigned bytes (it does not start 00 00 08)")
+    if raw[3] != ndim:
+        raise _Damaged(path, f"holds a {raw[3]}-dimensional array, not {ndim}-dimensional")
+    offset = 4 + 4 * ndim
+    if len(raw) < offset:
+        raise _Damaged(path, f"truncated: {len(raw)} bytes, shorter than its header")
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    want, have = math.prod(dims), len(raw) - offset
+    if have != want:
+        shape = " x ".join(map(str, dims))
+        raise _Damaged(
+            path,
+            f"{'truncated' if have < want else 'too long'}: its header promises {shape} = "
+            f"{want} bytes of data, it holds {have}",
+        )
+    a = np.frombuffer(raw, dtype=np.uint8, offset=offset).reshape(dims)
+    if classes is not None:
+        _check_labels(path, a, classes)
+    return a
+
+
+def _check_labels(path: Path, labels: np.ndarray, classes: int) -> None:
+    bad = np.flatnonzero((labels < 0) | (labels >= classes))
+    if len(bad):
+        raise _Damaged(
+            path, f"label {labels[bad[0]]} in row {bad[0]}; the classes are 0 .. {classes - 1}"
+        )
 
 
 def _idx_file(folder: Path, stem: str) -> Path:
     for candidate in (folder / stem, folder / f"{stem}.gz"):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(folder / stem)
+    raise FileNotFoundError(2, "not found", str(folder / stem))
 
 
-def _unpickle(path: Path) -> dict:
-    with open(path, "rb") as fh:
-        return pickle.load(fh, encoding="bytes")
+def _cifar_batch(path: Path, key: bytes, classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled CIFAR batch: ``n x 3 x 32 x 32`` uint8 images and ``n`` labels under
+    ``key``; ``_Damaged`` when it is truncated, corrupt or something else."""
+    try:
+        with open(path, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # a damaged pickle can raise almost anything
+        raise _Damaged(path, f"not a readable pickle: {type(err).__name__}: {err}") from err
+    if not isinstance(batch, dict) or b"data" not in batch or key not in batch:
+        raise _Damaged(path, f"not a CIFAR batch (no b'data' and {key!r} entries)")
+    try:
+        data, labels = np.asarray(batch[b"data"]), np.asarray(batch[key])
+    except ValueError as err:  # a ragged list
+        raise _Damaged(path, f"not a CIFAR batch ({err})") from err
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise _Damaged(path, f"its data is {data.dtype}, shape {data.shape}: not n x 3072 bytes")
+    if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer):
+        raise _Damaged(
+            path, f"it has {len(data)} images but labels of {labels.dtype}, shape {labels.shape}"
+        )
+    _check_labels(path, labels, classes)
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 class TorchvisionFolder(Dataset):
@@ -203,7 +402,7 @@ class TorchvisionFolder(Dataset):
     Inputs are ``n x C x H x W``, scaled to [0, 1] and standardised per channel with the
     training set's statistics. ``download=true`` fetches through torchvision (if installed).
     ``max_train``: keep only that many training examples (a random subset fixed by the seed),
-    for trying a search on a laptop.
+    for trying a search on a laptop. A truncated or corrupt file is refused, by name.
     """
 
     def __init__(
@@ -239,6 +438,14 @@ class TorchvisionFolder(Dataset):
             f"internet), or add dataset.download=true here if this machine is online"
         )
 
+    def _damaged(self, path: Path, why: str) -> UserError:
+        tv = _TV_CLASSES[self.name]
+        return UserError(
+            f"{self.name}: {path} is damaged ({why}); delete {self.folder} and fetch the "
+            f"files again (dataset.download=true, or torchvision.datasets.{tv}"
+            f"('{self.root}', download=True))"
+        )
+
     def _fetch(self) -> None:
         try:
             import torchvision.datasets as tvd
@@ -256,36 +463,42 @@ class TorchvisionFolder(Dataset):
             raise self._missing(folder)
         try:
             if self.name in ("mnist", "fmnist"):
-                parts = [
-                    _read_idx(_idx_file(folder, f"{s}-{k}"))
-                    for s in ("train", "t10k")
-                    for k in ("images-idx3-ubyte", "labels-idx1-ubyte")
-                ]
-                xtr, ytr, xte, yte = parts
-                return xtr[:, None], ytr, xte[:, None], yte
-            if self.name == "cifar10":
-                batches = [_unpickle(folder / f"data_batch_{i}") for i in range(1, 6)]
-                test = _unpickle(folder / "test_batch")
-                key = b"labels"
-            else:
-                batches = [_unpickle(folder / "train")]
-                test = _unpickle(folder / "test")
-                key = b"fine_labels"
+                return self._read_mnist(folder)
+            return self._read_cifar(folder)
         except FileNotFoundError as err:
             raise self._missing(Path(err.filename or folder)) from err
-        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, IndexError) as err:
-            raise UserError(
-                f"{self.name}: files in {folder} are damaged ({err!r}); fetch them again"
-            ) from err
-        try:
-            xtr = np.concatenate([b[b"data"] for b in batches]).reshape(-1, 3, 32, 32)
-            ytr = np.concatenate([np.asarray(b[key]) for b in batches])
-            xte = np.asarray(test[b"data"]).reshape(-1, 3, 32, 32)
-            yte = np.asarray(test[key])
-        except (KeyError, ValueError) as err:
-            raise UserError(
-                f"{self.name}: files in {folder} are damaged ({err!r}); fetch them again"
-            ) from err
+        except _Damaged as err:
+            raise self._damaged(err.path, err.why) from err
+
+    def _read_mnist(self, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        parts: list[np.ndarray] = []
+        shapes: dict[Path, tuple[int, ...]] = {}
+        for split in ("train", "t10k"):
+            images = _idx_file(folder, f"{split}-images-idx3-ubyte")
+            labels = _idx_file(folder, f"{split}-labels-idx1-ubyte")
+            x, y = _read_idx(images, 3), _read_idx(labels, 1, _NUM_CLASSES[self.name])
+            if len(x) != len(y):
+                raise _Damaged(
+                    images, f"it holds {len(x)} images but {labels.name} {len(y)} labels"
+                )
+            shapes[images] = x.shape[1:]
+            parts += [x[:, None], y.astype(np.int64)]
+        (train, shape), (test, other) = shapes.items()
+        if shape != other:
+            raise _Damaged(test, f"its images are {other}, those of {train.name} {shape}")
+        xtr, ytr, xte, yte = parts
+        return xtr, ytr, xte, yte
+
+    def _read_cifar(self, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        if self.name == "cifar10":
+            train, test, key = [f"data_batch_{i}" for i in range(1, 6)], "test_batch", b"labels"
+        else:
+            train, test, key = ["train"], "test", b"fine_labels"
+        classes = _NUM_CLASSES[self.name]
+        batches = [_cifar_batch(folder / name, key, classes) for name in train]
+        xte, yte = _cifar_batch(folder / test, key, classes)
+        xtr = np.concatenate([x for x, _ in batches])
+        ytr = np.concatenate([y for _, y in batches])
         return xtr, ytr, xte, yte
 
     def check(self) -> None:
@@ -306,5 +519,9 @@ class TorchvisionFolder(Dataset):
             std = xtr.std(axis=(0, 2, 3), keepdims=True) + 1e-8
             xtr, xte = (xtr - mean) / std, (xte - mean) / std
         return to_tensor_data(
-            self.name, *split_validation(xtr, ytr, self.val_split, seed), xte, yte
+            self.name,
+            *split_validation(xtr, ytr, self.val_split, seed),
+            xte,
+            yte,
+            num_classes=_NUM_CLASSES[self.name],
         )

@@ -4,6 +4,7 @@ defaults. Importing this module is cheap; torch is loaded when settings are vali
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,10 @@ class TrialDiverged(Exception):
     """Training produced a NaN or infinite loss."""
 
 
+class TrialTimedOut(Exception):
+    """A trial ran longer than ``trainer.timeout_s``."""
+
+
 @dataclass(frozen=True)
 class TrainerSettings:
     """How every candidate is trained.
@@ -31,6 +36,8 @@ class TrainerSettings:
     image models on CUDA, else fp32), ``fp32``, or ``bf16`` (autocast on any device).
     ``compile``: train the ``torch.compile``d model (compiling happens in the first epoch,
     which ``t_epoch`` leaves out). ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    ``timeout_s``: a trial (building, training and measuring its candidate) that runs longer
+    is stopped and recorded as failed with reason ``timeout`` (0: no limit).
 
     Example:
         >>> TrainerSettings(epochs=100, augment="flip_crop", device="cpu").augment
@@ -46,6 +53,7 @@ class TrainerSettings:
     augment: str = "none"
     precision: str = "auto"
     compile: bool = False
+    timeout_s: float = 0.0
 
     def __post_init__(self) -> None:
         from dnc.train.augment import get_augment
@@ -64,6 +72,8 @@ class TrainerSettings:
             raise UserError(
                 f"trainer.precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}"
             )
+        if not (self.timeout_s >= 0 and math.isfinite(self.timeout_s)):
+            raise UserError(f"trainer.timeout_s={self.timeout_s}: give seconds >= 0 (0: no limit)")
         if not isinstance(self.compile, bool):
             raise UserError(f"trainer.compile={self.compile!r}: use true or false")
         if self.device not in ("auto", "cpu"):  # those need no check (nor torch, yet)
@@ -103,4 +113,4 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-__all__ = ["PRECISIONS", "TrainerSettings", "TrialDiverged", "resolve_device"]
+__all__ = ["PRECISIONS", "TrainerSettings", "TrialDiverged", "TrialTimedOut", "resolve_device"]

@@ -33,10 +33,12 @@ def make_search(
     cost: CostEvaluator | None = None,
     observers: Sequence[SearchObserver] = (),
     epochs: int = 2,
+    trainer: TrainerSettings | None = None,
     seed: int = 7,
     **settings: Any,
 ) -> Search:
-    """A search of ``stages`` on digits with the random sampler, stored in ``tmp_path/s.db``."""
+    """A search of ``stages`` on digits with the random sampler, stored in ``tmp_path/s.db``;
+    trained for ``epochs`` (or as ``trainer`` says)."""
     settings.setdefault("bo", BOSettings(prior_states=3, steps=1))
     settings.setdefault("sampler", "random")
     return Search(
@@ -44,7 +46,7 @@ def make_search(
         space=space or MLPSpace(activations=("relu", "tanh", "elu")),
         dataset=Digits(),
         cost=cost or TEpoch(),
-        trainer=TrainerSettings(epochs=epochs),
+        trainer=trainer or TrainerSettings(epochs=epochs),
         storage=f"sqlite:///{tmp_path}/s.db",
         seed=seed,
         observers=observers,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -18,6 +19,7 @@ from dnc.plugins import DataSpec
 from dnc.search import BOSettings, StageSpec, TrialsFailed
 from dnc.search.cost import NumParams
 from dnc.tracking.mlflow_tracker import MlflowTracker
+from dnc.train.settings import TrainerSettings
 
 
 class _Blowup(nn.Module):
@@ -25,19 +27,42 @@ class _Blowup(nn.Module):
         return x * float("nan")
 
 
-class DivergingMLP(MLPSpace):
-    """Networks with two hidden layers produce NaN logits; the others train normally."""
+class _Hang(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        while True:  # a plugin's bug: the forward pass never returns
+            time.sleep(0.05)
 
-    name = "diverging"
+
+class DeepNetsBreak(MLPSpace):
+    """Networks with two hidden layers end in ``tail()`` (a plugin's bug: NaN logits, a hang,
+    a 4 TB weight matrix); the others train normally."""
+
+    name = "breaking"
+
+    def __init__(self, tail: Callable[[], nn.Module], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.tail = tail
 
     def build(self, candidate: Mapping[str, Any], data: DataSpec) -> nn.Module:
         model = super().build(candidate, data)
         if candidate["num_hidden_layers"] == 2:
-            return nn.Sequential(model, _Blowup())
+            return nn.Sequential(model, self.tail())
         return model
 
 
-def _search(tmp_path, space, trials=6, max_failures=10):
+def DivergingMLP(hidden_layers: tuple[int, int]) -> DeepNetsBreak:
+    return DeepNetsBreak(_Blowup, hidden_layers=hidden_layers)
+
+
+def HangingMLP(hidden_layers: tuple[int, int]) -> DeepNetsBreak:
+    return DeepNetsBreak(_Hang, hidden_layers=hidden_layers)
+
+
+def HugeMLP(hidden_layers: tuple[int, int]) -> DeepNetsBreak:
+    return DeepNetsBreak(lambda: nn.Linear(10**6, 10**6), hidden_layers=hidden_layers)
+
+
+def _search(tmp_path, space, trials=6, max_failures=10, trainer=None):
     return make_search(
         tmp_path,
         name="fail",
@@ -48,26 +73,37 @@ def _search(tmp_path, space, trials=6, max_failures=10):
         space=space,
         cost=NumParams(),
         epochs=1,
+        trainer=trainer,
         observers=[MlflowTracker(f"sqlite:///{tmp_path}/mlflow.db")],
     )
 
 
-def test_nan_trial_is_failed_with_reason_and_search_goes_on(tmp_path):
-    search = _search(tmp_path, DivergingMLP(hidden_layers=(1, 2)), trials=8)
-    result = search.run()
+@pytest.mark.parametrize(
+    ("space", "reason", "trainer"),
+    [
+        (DivergingMLP(hidden_layers=(1, 2)), "training loss became nan", None),
+        (HangingMLP(hidden_layers=(1, 2)), "timeout", TrainerSettings(epochs=1, timeout_s=4)),
+        (HugeMLP(hidden_layers=(1, 2)), "out of memory", None),
+    ],
+    ids=["diverged", "hung", "out-of-memory"],
+)
+def test_a_broken_trial_is_failed_with_its_reason_and_the_search_goes_on(
+    tmp_path, space, reason, trainer
+):
+    result = _search(tmp_path, space, trials=8, trainer=trainer).run()
     study = optuna.load_study(study_name="fail/core", storage=f"sqlite:///{tmp_path}/s.db")
     failed = study.get_trials(states=(TrialState.FAIL,))
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     assert failed and complete and len(failed) + len(complete) == 8
     for t in failed:
         assert t.user_attrs["candidate"]["num_hidden_layers"] == 2
-        assert "nan" in t.user_attrs["fail_reason"].lower()
+        assert t.user_attrs["fail_reason"].startswith(reason)
     assert all(r.candidate["num_hidden_layers"] == 1 for r in result.best)
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id])
     failed_runs = [r for r in runs if r.info.status == "FAILED"]
     assert len(failed_runs) == len(failed)
-    assert all("nan" in r.data.tags["fail_reason"].lower() for r in failed_runs)
+    assert all(r.data.tags["fail_reason"].startswith(reason) for r in failed_runs)
 
 
 def test_a_search_where_every_trial_fails_stops_with_a_clear_error(tmp_path):

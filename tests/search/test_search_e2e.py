@@ -103,7 +103,14 @@ def test_mlflow_has_one_search_run_with_stages_and_nested_trials(finished):
 
 def test_report_rescores_and_draws_the_front(finished):
     cwd, _ = finished
-    proc = run_dnc(cwd, f"run_dir={cwd}/run", "wc=[0,0.1,100]", module="dnc.report", check=True)
+    proc = run_dnc(
+        cwd,
+        f"run_dir={cwd}/run",
+        "search_name=digits-mlp",
+        "wc=[0,0.1,100]",
+        module="dnc.report",
+        check=True,
+    )
     assert "re-scored" in proc.stdout
     png = cwd / "run" / "front-digits-mlp.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -133,7 +140,7 @@ def test_report_rescores_and_draws_the_front(finished):
     ("args", "needle"),
     [
         (("run_dir=/nonexistent/run",), "run_dir='/nonexistent/run': no such directory"),
-        (("wcc=[0,1]",), "wcc: unknown key; valid keys: run_dir, storage_url, search, wc,"),
+        (("wcc=[0,1]",), "wcc: unknown key; valid keys: run_dir, storage_url, search_name, wc,"),
         (("num_best=many",), "num_best=many: give an integer"),
     ],
 )

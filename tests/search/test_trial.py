@@ -18,7 +18,7 @@ from dnc.plugins import DataSpec, UserError
 from dnc.search import records
 from dnc.search.cost import NumParams
 from dnc.search.storage import open_storage
-from dnc.search.trial import WORKER_ID, TrialRunner
+from dnc.search.trial import WORKER_ID, TrialLost, TrialRunner
 from dnc.train.datasets import Digits
 from dnc.train.settings import TrainerSettings
 
@@ -93,5 +93,37 @@ def test_a_user_error_or_an_interruption_stops_and_frees_the_slot(tmp_path, data
             study, study.ask(), "core", lambda t: (space.reference_candidate(), "")
         )
     t = study.trials[0]
-    assert t.state == TrialState.FAIL and records.FAIL_REASON not in t.user_attrs
+    interrupted = isinstance(error, KeyboardInterrupt)
+    assert t.state == TrialState.FAIL
+    assert t.user_attrs.get(records.FAIL_REASON) == (records.INTERRUPTED if interrupted else None)
+    assert records.fail_reason(t) is None and records.abandoned(t)
     assert not records.counts_against_budget(t)  # a resumed search runs the slot again
+
+
+class GivenUpMeanwhile(MLPSpace):
+    """While its network is built, another worker fails the trial (as Optuna's heartbeat check
+    does when this worker could not reach the storage for longer than the grace period)."""
+
+    name = "given-up"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+
+    def build(self, candidate: Mapping[str, Any], data: DataSpec) -> nn.Module:
+        other = optuna.load_study(study_name="s/core", storage=self.url)
+        (running,) = other.get_trials(states=(TrialState.RUNNING,))
+        other.tell(running.number, state=TrialState.FAIL)
+        return super().build(candidate, data)
+
+
+def test_a_trial_given_up_by_another_worker_drops_its_result(tmp_path, data):
+    study = study_at(tmp_path)
+    space = GivenUpMeanwhile(f"sqlite:///{tmp_path}/t.db")
+    with pytest.raises(TrialLost):
+        runner(data, space).run(
+            study, study.ask(), "core", lambda t: (space.reference_candidate(), "")
+        )
+    (t,) = study.trials
+    assert t.state == TrialState.FAIL and records.abandoned(t)  # its slot is run again
+    assert records.FIGURES not in t.user_attrs

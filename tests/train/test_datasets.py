@@ -175,9 +175,24 @@ def test_missing_folder_names_it_and_how_to_get_the_data(tmp_path):
 
 def test_damaged_cifar_batch_is_a_user_error(tmp_path):
     write_cifar10(tmp_path, per_batch=40, test=30)
-    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"garbage")
-    with pytest.raises(UserError, match="damaged"):
+    damaged = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    damaged.write_bytes(b"garbage")
+    with pytest.raises(UserError, match="damaged") as err:
         TorchvisionFolder("cifar10", root=str(tmp_path)).load(seed=0)
+    assert str(err.value).startswith(f"cifar10: {damaged} is damaged")  # the file, not its folder
+
+
+@pytest.mark.parametrize("name", ["digits", "npz", "cifar10"])
+def test_built_in_datasets_pass_validate(tmp_path, name):
+    """The data of every built-in dataset passes the check dnc runs on every dataset."""
+    write_cifar10(tmp_path, per_batch=40, test=30)
+    _write_npz(tmp_path / "d.npz", with_val=True)
+    datasets = {
+        "digits": Digits(),
+        "npz": Npz(str(tmp_path / "d.npz")),
+        "cifar10": TorchvisionFolder("cifar10", root=str(tmp_path)),
+    }
+    datasets[name].load(seed=0).validate()
 
 
 def test_max_train_keeps_a_seeded_subset(tmp_path):
