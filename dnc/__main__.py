@@ -17,16 +17,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from dnc.cli import (
-    Interrupted,
-    LogFileGuard,
-    LogWriteFailed,
-    fail,
-    failed_write,
-    release_stderr,
-    run_cli,
-    stop_on_signals,
-)
+from dnc.cli import Interrupted, fail, release_stderr, run_cli, stop_on_signals
+from dnc.write_errors import LogFileGuard, LogWriteFailed, failed_write
 
 
 @hydra.main(config_path="pkg://dnc.conf", config_name="config", version_base="1.3")

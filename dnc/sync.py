@@ -21,7 +21,7 @@ def main(cfg: DictConfig) -> None:
     from dnc.search.rescore import resolve_search
     from dnc.search.storage import open_storage
     from dnc.secrets import mask_url
-    from dnc.tracking.mlflow_tracker import MlflowTracker
+    from dnc.tracking.mlflow_runs import MlflowRuns
 
     for noisy in ("mlflow", "alembic"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
@@ -31,8 +31,8 @@ def main(cfg: DictConfig) -> None:
         url = storage_url_of(cfg.run_dir, cfg.storage_url)
         storage = open_storage(url)
         search = resolve_search(storage, cfg.search_name)
-        tracker = MlflowTracker(str(cfg.tracking.uri), str(cfg.tracking.experiment))
-        created, closed = tracker.sync(storage, search)
+        runs = MlflowRuns(str(cfg.tracking.uri), str(cfg.tracking.experiment))
+        created, closed = runs.sync(storage, search)
     except UserError as err:
         fail(str(err))
     print(

@@ -4,6 +4,7 @@ or the built-in plugins, and the built-in plugins use only what a third party ma
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -14,7 +15,18 @@ ROOT = Path(__file__).parents[1]
 
 def test_the_import_contracts_hold(monkeypatch, capsys):
     monkeypatch.chdir(ROOT)
-    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    # import-linter configures logging, disabling every logger that exists: give them back
+    loggers = [
+        v for v in logging.Logger.manager.loggerDict.values() if isinstance(v, logging.Logger)
+    ]
+    disabled = {logger: logger.disabled for logger in loggers}
+    try:
+        code = lint_imports(
+            config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True
+        )
+    finally:
+        for logger, was in disabled.items():
+            logger.disabled = was
     out = capsys.readouterr().out
     assert code == 0, out
     assert out.count(" KEPT") == 4, out

@@ -30,9 +30,9 @@ import pytest
 from conftest import TINY, run_dnc
 from distributed.checks import check_mlflow, check_search
 
-from dnc.cli import FailedWrite, LogFileGuard, LogWriteFailed, failed_write
 from dnc.search import results
 from dnc.search.results import write_atomically
+from dnc.write_errors import FailedWrite, LogFileGuard, LogWriteFailed, failed_write
 
 SEARCH = "digits-mlp"
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

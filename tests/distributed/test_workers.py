@@ -104,8 +104,14 @@ def test_killed_workers_lose_nothing(tmp_path, postgres_url, mlflow_uri):
         f"tracking.experiment={experiment}",
     )
     procs = start_workers(tmp_path, 3, *common)
-    _wait_for(lambda: _running_of(postgres_url, "digits-mlp/core", "w0@"))
-    victim = _running_of(postgres_url, "digits-mlp/core", "w0@")[0]
+    training: list[int] = []  # what the check saw: the trial may end before a second look
+
+    def w0_training() -> bool:
+        training[:] = _running_of(postgres_url, "digits-mlp/core", "w0@")
+        return bool(training)
+
+    _wait_for(w0_training)
+    victim = training[0]
     procs[0].send_signal(signal.SIGKILL)
     # the others go on; once the grid stage runs, kill them too
     _wait_for(lambda: _running_of(postgres_url, "digits-mlp/arch", "w"))

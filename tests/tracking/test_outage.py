@@ -74,11 +74,19 @@ class MlflowServer:
 
 
 def _completed(db: Path) -> int:
-    total = 0
-    for summary in optuna.get_all_study_summaries(f"sqlite:///{db}"):
-        study = optuna.load_study(study_name=summary.study_name, storage=f"sqlite:///{db}")
-        total += len(study.get_trials(states=(TrialState.COMPLETE,)))
-    return total
+    """Completed trials in the search's SQLite storage (0 while the search still creates it)."""
+    try:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{db}", skip_table_creation=True)
+        return sum(
+            len(
+                optuna.load_study(study_name=s.study_name, storage=storage).get_trials(
+                    states=(TrialState.COMPLETE,)
+                )
+            )
+            for s in optuna.get_all_study_summaries(storage)
+        )
+    except Exception:  # its tables not made yet
+        return 0
 
 
 def _wait_for(proc: subprocess.Popen[str], db: Path, trials: int) -> None:
@@ -89,9 +97,7 @@ def _wait_for(proc: subprocess.Popen[str], db: Path, trials: int) -> None:
         time.sleep(0.3)
 
 
-def _start_search(
-    tmp_path: Path, uri: str, experiment: str, *more: str
-) -> subprocess.Popen[str]:
+def _start_search(tmp_path: Path, uri: str, experiment: str, *more: str) -> subprocess.Popen[str]:
     args = [
         *(sys.executable, "-m", "dnc", *TINY, "cost=numparams", *more),
         f"storage.url=sqlite:///{tmp_path}/optuna.db",

@@ -13,7 +13,8 @@ from conftest import run_dnc, write_cifar10
 
 from dnc.plugins import UserError
 from dnc.testing import DatasetContract
-from dnc.train.datasets import Digits, Npz, TorchvisionFolder
+from dnc.train.datasets import Digits, Npz
+from dnc.train.image_folders import TorchvisionFolder
 
 
 class TestDigitsContract(DatasetContract):

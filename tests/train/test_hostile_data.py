@@ -18,7 +18,8 @@ import torch
 from conftest import TINY, run_dnc, write_cifar10
 
 from dnc.plugins import Dataset, TensorData, UserError
-from dnc.train.datasets import Npz, TorchvisionFolder
+from dnc.train.datasets import Npz
+from dnc.train.image_folders import TorchvisionFolder
 
 TESTS = Path(__file__).resolve().parents[1]
 # The subprocesses run this checkout's dnc (and can import this module as a dataset plugin).
