@@ -5,6 +5,8 @@ that cannot work, or an interruption, stops the search and frees the trial's slo
 from __future__ import annotations
 
 import logging
+import signal
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,9 +20,9 @@ from dnc.plugins import DataSpec, UserError
 from dnc.search import records
 from dnc.search.cost import NumParams
 from dnc.search.storage import open_storage
-from dnc.search.trial import WORKER_ID, TrialLost, TrialRunner
+from dnc.search.trial import WORKER_ID, TrialLost, TrialRunner, time_limit
 from dnc.train.datasets import Digits
-from dnc.train.settings import TrainerSettings
+from dnc.train.settings import TrainerSettings, TrialTimedOut
 
 
 class Exploding(MLPSpace):
@@ -127,3 +129,19 @@ def test_a_trial_given_up_by_another_worker_drops_its_result(tmp_path, data):
     (t,) = study.trials
     assert t.state == TrialState.FAIL and records.abandoned(t)  # its slot is run again
     assert records.FIGURES not in t.user_attrs
+
+
+def test_the_time_limit_stops_a_block_and_gives_back_the_callers_timer():
+    fired: list[float] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: fired.append(time.monotonic()))
+    try:
+        started = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, 1.0)  # the caller's own timer (pytest-timeout's)
+        with pytest.raises(TrialTimedOut), time_limit(0.2):
+            time.sleep(5)
+        assert time.monotonic() - started < 1.0
+        time.sleep(1.5)
+        assert len(fired) == 1 and 0.9 < fired[0] - started < 1.4
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
