@@ -35,6 +35,7 @@ from dnc.secrets import mask_url, scrub
 from dnc.tracking.mlflow_runs import MlflowRuns, _trial_run_name, search_run_id
 
 log = logging.getLogger(__name__)
+_JITTER = random.SystemRandom()  # not the global generator a user may have seeded
 
 
 def _status(event: StageFinished | SearchFinished) -> str:
@@ -215,21 +216,23 @@ class MlflowTracker(MlflowRuns, SearchObserver):
             )
         wait = OUTAGE_RETRY_S[min(self._probes, len(OUTAGE_RETRY_S) - 1)]
         self._probes += 1
-        self._next_probe = now + wait * random.uniform(0.8, 1.2)
+        self._next_probe = now + wait * _JITTER.uniform(0.8, 1.2)
 
     def _back(self) -> bool:
         """Whether the store answers again (probed at most as often as ``OUTAGE_RETRY_S``
         allows); when it does, what it missed is written first."""
         if time.monotonic() < self._next_probe or self._down_since is None:
             return self._down_since is None
+        since = self._down_since
         try:
             self.client.get_experiment(self.experiment_id)
-            down_for = time.monotonic() - self._down_since
             self._down_since = None
             created, closed = self.sync(live=True)
         except Exception as err:
+            self._down_since = since  # the same outage: said once
             self._went_down(err)
             return False
+        down_for = time.monotonic() - since
         log.warning(
             "MLflow at %s is back after %.0f s: %d missing trial runs written, %d closed",
             mask_url(self.uri),
