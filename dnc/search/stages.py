@@ -167,14 +167,24 @@ class _BOSteps:
     def candidate(self, trial: optuna.Trial) -> tuple[Candidate, str]:
         """The sampler's candidate, claimed for ``trial``: ``CandidateTaken`` when another
         trial of the stage is training it (workers that sampled at the same moment) or, up to
-        ``MAX_REPEATS`` times in a row, has tried it."""
+        ``MAX_REPEATS`` times in a row, has tried it, or when the stage's budget is full
+        without ``trial`` (its ``duplicate_of`` names the trial holding the last slot)."""
         candidate = self.context.space.sample(
             TrialSuggest(trial, self.stage.spec.groups, self.base)
         )
         key = candidate_key(candidate)
         me = optuna_compat.trial_id(trial)
         with self.context.lock():  # the check and the claim, atomic across workers
-            for t in trial.study.get_trials(deepcopy=False):
+            trials = trial.study.get_trials(deepcopy=False)
+            # A lock lost with its connection (a database restart) may have let two workers
+            # past the budget check at once: the later-numbered trials past the budget give
+            # up their slot (each worker ranks the same trials the same way).
+            holding = sorted(
+                t.number for t in trials if records.counts_against_budget(t) or records.in_flight(t)
+            )
+            if trial.number in holding[self.stage.budget :]:
+                raise CandidateTaken(holding[self.stage.budget - 1])
+            for t in trials:
                 if optuna_compat.trial_id(t) == me or records.tried_key(t) != key:
                     continue
                 if t.state == TrialState.RUNNING or self.repeats < MAX_REPEATS:

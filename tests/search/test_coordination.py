@@ -137,15 +137,38 @@ BUDGET_WORKER = textwrap.dedent(
 )
 
 
+def test_a_trial_past_the_budget_gives_up_its_slot(tmp_path):
+    """A database restart drops the lock with its connection, so two workers may both pass a
+    stage's budget check: the trial numbered past the budget gives its slot up when it claims
+    its candidate (every worker ranks the trials alike), and nothing runs over budget."""
+    from dnc_mlp.space import MLPSpace
+
+    from dnc.search.settings import BOSettings, SearchSettings, StageSpec
+    from dnc.search.stages import BOStage, StageContext, _BOSteps
+
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db")
+    study = optuna.create_study(study_name="s/core", storage=storage)
+    study.sampler = optuna.samplers.RandomSampler(seed=0)
+    spec = StageSpec("core", groups=("core",))
+    settings = SearchSettings(name="s", stages=(spec,), bo=BOSettings(prior_states=2, steps=0))
+    stage = BOStage(spec, settings)
+    assert stage.budget == 2
+    context = StageContext("s", storage, MLPSpace(), None, None, 0, None)  # type: ignore[arg-type]
+    first, second, third = study.ask(), study.ask(), study.ask()  # both passed the check
+    _BOSteps(stage, context, {}).candidate(first)
+    _BOSteps(stage, context, {}).candidate(second)
+    with pytest.raises(CandidateTaken) as taken:
+        _BOSteps(stage, context, {}).candidate(third)
+    assert taken.value.number == second.number  # the trial holding the last slot
+
+
 def test_workers_asking_at_once_run_a_bo_stage_exactly_to_its_budget(tmp_path):
     url = f"sqlite:///{tmp_path}/s.db"
     study = optuna.create_study(study_name="s/core", storage=open_storage(url))
     script = tmp_path / "budget.py"
     script.write_text(BUDGET_WORKER)
     start = str(time.time() + 5)
-    procs = [
-        subprocess.Popen([sys.executable, str(script), url, "24", start]) for _ in range(4)
-    ]
+    procs = [subprocess.Popen([sys.executable, str(script), url, "24", start]) for _ in range(4)]
     assert [p.wait(timeout=300) for p in procs] == [0] * 4
     states = [t.state for t in study.get_trials(deepcopy=False)]
     assert states.count(TrialState.COMPLETE) == 24 and len(states) == 24
