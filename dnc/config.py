@@ -235,12 +235,24 @@ def build(
     from dnc.search.search import Search
     from dnc.tracking.console import SearchConsole
     from dnc.tracking.mlflow_tracker import MlflowTracker
+    from dnc.tracking.pictures import SearchPictures
 
     tracker = (
-        MlflowTracker(tracking.uri, tracking.experiment, connect=False) if tracking.uri else None
+        MlflowTracker(
+            tracking.uri,
+            tracking.experiment,
+            connect=False,
+            describe=space.describe,
+            register_model=tracking.register_model,
+        )
+        if tracking.uri
+        else None
     )
     console = SearchConsole(
-        tracking=tracking.uri or "", describe_candidate=space.describe, log_file=log_file
+        tracking=tracking.uri or "",
+        describe_candidate=space.describe,
+        log_file=log_file,
+        runs_link=tracker.runs_link if tracker else None,
     )
     search = Search(
         settings,
@@ -250,7 +262,7 @@ def build(
         trainer=trainer,
         storage=storage,
         seed=int(cfg.seed),
-        observers=[console, *([tracker] if tracker else [])],
+        observers=[console, SearchPictures(), *([tracker] if tracker else [])],
         output_dir=output_dir,
         resume_hint=resume_hint,
         worker=worker,

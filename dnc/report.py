@@ -29,6 +29,7 @@ def main(cfg: DictConfig) -> None:
     from dnc.plugins import UserError
     from dnc.search.rescore import rescore, resolve_search, search_cost
     from dnc.search.storage import load, open_storage, search_studies
+    from dnc.secrets import mask_url
     from dnc.tracking.front import picks_json, plot_front
     from dnc.tracking.mlflow_tracker import search_run_id
 
@@ -65,8 +66,10 @@ def main(cfg: DictConfig) -> None:
         title=f"{search} re-scored ({cost.name}, {json.dumps(cost.settings())})",
         title_justify="left",
     )
-    for col in ("wc", "pick", "trial", "val acc %", "fc", "search loss", f"top {cfg.num_best}"):
-        table.add_column(col, justify="left" if col in ("pick", f"top {cfg.num_best}") else "right")
+    left = ("pick", "mlflow run", f"top {cfg.num_best}")
+    columns = ("wc", "pick", "trial", "val acc %", "fc", "search loss", "mlflow run", left[-1])
+    for col in columns:
+        table.add_column(col, justify="left" if col in left else "right")
     for p in picks:
         top = ", ".join(f"{r.found_by}#{r.number}" for r in p.ranking[: cfg.num_best])
         table.add_row(
@@ -76,6 +79,7 @@ def main(cfg: DictConfig) -> None:
             f"{p.best.figures['best_val_acc']:.2f}",
             f"{p.complexity:.4g}",
             f"{p.best.loss:+.4f}",
+            p.best.run_id or "-",
             top,
         )
     console.print(table)
@@ -95,6 +99,15 @@ def main(cfg: DictConfig) -> None:
             client.log_artifact(run_id, str(out), artifact_path="report")
             client.log_artifact(run_id, str(out.with_suffix(".json")), artifact_path="report")
             console.print(f"logged to MLflow run {run_id}")
+            uri = str(cfg.tracking.uri)
+            if uri.startswith(("http://", "https://")):
+                experiment = client.get_run(run_id).info.experiment_id
+                for p in picks:
+                    if p.best.run_id:
+                        console.print(
+                            f"wc={p.wc:g}: {mask_url(uri).rstrip('/')}/#/experiments/"
+                            f"{experiment}/runs/{p.best.run_id}"
+                        )
 
 
 def cli() -> None:

@@ -97,12 +97,14 @@ class Driver:
                 continue  # gave the trial up while this one was cut off: ask again
             outcomes.append(outcome)
             trials = study.get_trials(deepcopy=False)
+            best = min(earlier, _best_value(trials))
+            self.runner.keep_if_best(outcome, best)
             self.observer.trial_finished(
                 TrialFinished(
                     outcome,
                     done=sum(records.counts_against_budget(t) for t in trials),
                     budget=steps.budget(trials),
-                    best=min(earlier, _best_value(trials)),
+                    best=best,
                 )
             )
             failures = failures + 1 if outcome.failed else 0

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
     from dnc.plugins import Candidate
+    from dnc.search.best_model import BestModel
     from dnc.search.records import Ranked
     from dnc.search.settings import StageSpec
     from dnc.search.trial import TrialOutcome
@@ -81,6 +82,19 @@ class TrialStarted:
 
 
 @dataclass(frozen=True)
+class TrialProgress:
+    """A trial finished epoch ``epoch`` (1-based) of at most ``epochs`` (patience may stop it
+    sooner): its mean training loss and validation accuracy (%) in that epoch."""
+
+    stage: str
+    number: int
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_acc: float
+
+
+@dataclass(frozen=True)
 class TrialFinished:
     """A trial finished (completed or failed on its own): ``done`` of ``budget`` trials of its
     stage have finished; ``best`` is the search's best loss so far (``inf``: none yet)."""
@@ -125,7 +139,10 @@ class FinalTested:
 class SearchFinished:
     """The search ended (``finished``: every stage done; else stopped by an error, or
     ``interrupted`` by Ctrl-C or SIGTERM): its best candidates, their test accuracies
-    (``final_test``), and the results file written (``None``: no run directory)."""
+    (``final_test``), and the results file written (``None``: no run directory).
+    ``artifacts`` collects the files observers write for the search (its pictures): an observer
+    that writes one appends it, and later observers (the MLflow tracker) log them.
+    ``best_model``: the best candidate's trained network, when this process trained it."""
 
     name: str
     finished: bool
@@ -133,6 +150,8 @@ class SearchFinished:
     test_acc: Mapping[str, float] = field(default_factory=dict)
     results: Path | None = None
     interrupted: bool = False
+    artifacts: list[Path] = field(default_factory=list)
+    best_model: BestModel | None = None
 
 
 class SearchObserver:
@@ -149,6 +168,9 @@ class SearchObserver:
 
     def trial_started(self, event: TrialStarted) -> None:
         """A trial is about to train."""
+
+    def trial_progress(self, event: TrialProgress) -> None:
+        """A trial finished an epoch."""
 
     def trial_finished(self, event: TrialFinished) -> None:
         """A trial completed or failed."""
@@ -191,6 +213,9 @@ class Observers(SearchObserver):
     def trial_started(self, event: TrialStarted) -> None:
         self._all("trial_started", event)
 
+    def trial_progress(self, event: TrialProgress) -> None:
+        self._all("trial_progress", event)
+
     def trial_finished(self, event: TrialFinished) -> None:
         self._all("trial_finished", event)
 
@@ -220,6 +245,7 @@ __all__ = [
     "StageStarted",
     "SubstageStarted",
     "TrialFinished",
+    "TrialProgress",
     "TrialStarted",
     "TrialsAbandoned",
 ]

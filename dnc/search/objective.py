@@ -91,8 +91,11 @@ def evaluate(
     wc: float,
     trainer: TrainerSettings,
     seed: int,
+    on_epoch: Callable[[int, float, float], None] | None = None,
+    keep_best: bool = False,
 ) -> Evaluation:
-    """Build, train and cost ``candidate``. Raises ``TrialDiverged`` on a NaN loss."""
+    """Build, train and cost ``candidate`` (``on_epoch`` and ``keep_best``: as
+    ``dnc.train.trainer.train`` takes them). Raises ``TrialDiverged`` on a NaN loss."""
     from dnc.train.trainer import count_params, train
 
     model = space.build(candidate, data.spec)
@@ -104,6 +107,8 @@ def evaluate(
         batch_size=int(candidate["batch_size"]),
         settings=trainer,
         seed=seed,
+        on_epoch=on_epoch,
+        keep_best=keep_best,
     )
     figures: dict[str, float] = {
         "best_val_acc": result.best_val_acc,

@@ -5,22 +5,25 @@ attributes, in any process (a resumed search, another worker, ``dnc.report``). T
 defined here once.
 
 On a trial (``user_attrs``): ``candidate`` (the whole candidate: params plus held values),
-``figures`` (raw figures: ``best_val_acc``, ``t_epoch``, ``numparams``, ``epochs_run`` and the
-cost evaluator's), ``curves`` (per-epoch ``train_loss`` and ``val_acc``), ``stage``,
-``substage`` (grid), ``worker`` (``host:pid``, or ``w<index>@host:pid``), ``train_seconds``
-(wall time of building, training and measuring it), ``fail_reason`` (a trial that failed on its
-own; ``interrupted`` for one stopped by a signal, whose slot is run again), ``duplicate_of`` (a
-trial given up because another worker holds its candidate: ``PRUNED``), ``mlflow_run_id``.
+``figures`` (raw figures: ``best_val_acc``, ``t_epoch``, ``numparams``, ``epochs_run`` and the cost
+evaluator's; each also as a number of its own under its ``metrics_of`` name, such as
+``best_val_acc_pct`` and ``t_epoch_ms``, which dashboards sort), ``curves`` (per-epoch
+``train_loss`` and ``val_acc``), ``stage``, ``substage`` (grid), ``worker`` (``host:pid``, or
+``w<index>@host:pid``), ``train_seconds`` (wall time of building, training and measuring it),
+``fail_reason`` (a trial that failed on its own; ``interrupted`` for one stopped by a signal, whose
+slot is run again), ``duplicate_of`` (a trial given up because another worker holds its candidate:
+``PRUNED``), ``mlflow_run_id``.
 
 On a stage's study (``user_attrs``): ``dnc.settings`` (the search's settings), ``dnc.cost``
 (the cost evaluator and its calibrated normaliser; on the first stage's study),
 ``dnc.base.<stage or sub-stage>`` (the candidate it holds fixed), ``dnc.finished``,
-``dnc.final_test`` (test accuracies, on the last stage's study), ``mlflow_parent_run_id`` and
-``mlflow_stage_run_id``.
+``dnc.final_test`` (test accuracies, on the last stage's study), ``mlflow_parent_run_id``,
+``mlflow_search_label`` (the name of the search's MLflow runs) and ``mlflow_stage_run_id``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -50,9 +53,33 @@ FINISHED = "dnc.finished"
 FINAL_TEST = "dnc.final_test"
 MLFLOW_SEARCH_RUN = "mlflow_parent_run_id"
 MLFLOW_STAGE_RUN = "mlflow_stage_run_id"
+MLFLOW_SEARCH_LABEL = "mlflow_search_label"  # how the search's MLflow runs are named
 
 ALWAYS_FIGURES = ("best_val_acc", "t_epoch", "numparams", "epochs_run")
 """Figures every trial records (more come from the cost evaluator)."""
+
+
+UNITS = {
+    "best_val_acc": ("best_val_acc_pct", 1.0),
+    "t_epoch": ("t_epoch_ms", 1e3),
+    "final_test_acc": ("final_test_acc_pct", 1.0),
+}
+"""Figures as people read them: a name that carries the unit, and the scale to it (``figures``
+keeps them raw: accuracies in %, ``t_epoch`` in seconds). MLflow's metrics and the trials'
+numeric attributes (``metrics_of``) use these names, rounded to 3 decimals."""
+
+
+def metrics_of(figures: Mapping[str, float | None]) -> dict[str, float | None]:
+    """Figures under the names of ``UNITS`` (``best_val_acc_pct``, ``t_epoch_ms``), scaled and
+    rounded to 3 decimals (what a table shows); any other figure as it is."""
+    out: dict[str, float | None] = {}
+    for key, value in figures.items():
+        if key in UNITS and value is not None and math.isfinite(value):
+            name, scale = UNITS[key]
+            out[name] = round(float(value) * scale, 3)
+        else:
+            out[key] = None if value is None else float(value)
+    return out
 
 
 @dataclass(frozen=True)
@@ -66,6 +93,7 @@ class Ranked:
     figures: Mapping[str, float]
     candidate: Mapping[str, Any]
     substage: str = ""
+    run_id: str = ""  # the trial's MLflow run ("": not tracked)
 
     @property
     def found_by(self) -> str:
@@ -138,6 +166,7 @@ def ranked(trial: FrozenTrial, study_stage: str, loss: float | None = None) -> R
         figures=figs,
         candidate=candidate(trial) or dict(trial.params),
         substage=str(trial.user_attrs.get(SUBSTAGE, "")),
+        run_id=str(trial.user_attrs.get(MLFLOW_RUN) or ""),
     )
 
 
@@ -154,6 +183,7 @@ __all__ = [
     "FINAL_TEST",
     "FINISHED",
     "MLFLOW_RUN",
+    "MLFLOW_SEARCH_LABEL",
     "MLFLOW_SEARCH_RUN",
     "MLFLOW_STAGE_RUN",
     "SETTINGS",
@@ -162,6 +192,7 @@ __all__ = [
     "TRAIN_SECONDS",
     "WORKER",
     "Ranked",
+    "UNITS",
     "candidate",
     "candidate_key",
     "abandoned",
@@ -169,6 +200,7 @@ __all__ = [
     "fail_reason",
     "figures",
     "in_flight",
+    "metrics_of",
     "ranked",
     "tried_key",
 ]

@@ -48,6 +48,7 @@ def write_results(path: Path, result: SearchResult, *, storage: str, cost: CostE
             "search_loss": r.loss,
             "figures": dict(r.figures),
             "candidate": dict(r.candidate),
+            "mlflow_run_id": r.run_id,
         }
         if r.key in result.test_acc:
             row["test_acc"] = result.test_acc[r.key]
@@ -64,17 +65,17 @@ def write_results(path: Path, result: SearchResult, *, storage: str, cost: CostE
     return path
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: into a new file beside it, then renamed
-    over it (``os.replace``). Workers sharing a run folder each replace ``results.json`` with a
-    whole one, and a full disk leaves the previous one as it was (and no partial file). An
+def write_atomically(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes) to ``path`` whole or not at all: into a new file beside it, then
+    renamed over it (``os.replace``). Workers sharing a run folder each replace ``results.json``
+    with a whole one, and a full disk leaves the previous one as it was (and no partial file). An
     ``OSError`` names ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp")
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies
-        with open(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with open(fd, "wb") if isinstance(text, bytes) else open(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)  # type: ignore[arg-type]
             fh.flush()
             os.fsync(fh.fileno())  # the data is on disk before the name points at it
         os.replace(temporary, path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -20,6 +21,7 @@ import optuna
 
 from dnc.plugins import CostEvaluator, Dataset, SearchSpace, TensorData, UserError
 from dnc.search import coordination, records
+from dnc.search.best_model import BestWeights
 from dnc.search.calibration import calibrated
 from dnc.search.driver import Driver, TrialsFailed, best_loss
 from dnc.search.events import (
@@ -33,7 +35,7 @@ from dnc.search.events import (
 from dnc.search.objective import LossParts
 from dnc.search.results import SearchResult, final_test, recorded_test_acc, write_results
 from dnc.search.settings import SearchSettings, StorageSettings
-from dnc.search.stages import Stage, StageContext, make_stage
+from dnc.search.stages import Stage, StageContext, describe_stages, make_stage
 from dnc.search.storage import (
     load,
     mask_url,
@@ -95,6 +97,7 @@ class Search:
         )
         self._data: TensorData | None = dataset if isinstance(dataset, TensorData) else None
         self._placed = False
+        self.best_weights = BestWeights(self.output_dir)
 
     # -- the algorithm ------------------------------------------------------------------------
     def run(self) -> SearchResult:
@@ -183,6 +186,10 @@ class Search:
             direction="minimize",
             load_if_exists=True,
         )
+        if study.metric_names is None:  # what optuna-dashboard calls the objective
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names(["search_loss"])
         if record:
             recorded = study.user_attrs.get(records.SETTINGS)
             if recorded is None:
@@ -213,6 +220,7 @@ class Search:
             seed=self.seed,
             observer=self.observer,
             worker=worker_name(self.worker),
+            best_weights=self.best_weights,
         )
         return Driver(
             runner=runner,
@@ -283,8 +291,13 @@ class Search:
                 storage=mask_url(self.storage_settings.url),
                 cost=self.cost,
             )
+        model = None
+        if best and self._data is not None:
+            model = self.best_weights.model(best[0].key, self.space, self._data)
         self.observer.search_finished(
-            SearchFinished(s.name, finished, best, result.test_acc, path, interrupted)
+            SearchFinished(
+                s.name, finished, best, result.test_acc, path, interrupted, best_model=model
+            )
         )
         return result
 
@@ -313,7 +326,10 @@ class Search:
             "wc": s.wc,
             "sampler": s.sampler,
             "seed": self.seed,
-            "stages": json.dumps([asdict(x) for x in s.stages]),
+            "stages": json.dumps(
+                [{"name": st.spec.name, **st.params(self.space)} for st in self.stages]
+            ),
+            "plan": describe_stages(s, self.space),
             "space": self.space.name,
             "dataset": getattr(self.dataset, "name", ""),
             "cost": self.cost.name,

@@ -45,10 +45,13 @@ class StageSpec:
     - ``kind: grid``: for each sub-stage in ``substages`` (empty: the space's default order),
       every variant the space offers of the best candidate so far; a sub-stage's winner is kept
       only if it beats the best so far, and variants already tried anywhere in the search are
-      not run again.
+      not run again. ``trials`` caps the trials per sub-stage (0: every variant): the base's
+      own variant (already tried) is kept and at most ``trials`` of the others, chosen by the
+      search's seed, the same in every worker.
 
     Example:
         >>> StageSpec("train", groups=("train",), trials=20)
+        >>> StageSpec("arch", kind="grid", groups=("arch",), trials=2)  # 2 per sub-stage
     """
 
     name: str
@@ -71,8 +74,13 @@ class StageSpec:
             raise UserError(
                 f"{where}.groups={list(self.groups)}: name one or more of {', '.join(GROUPS)}"
             )
-        if self.trials < 0:
-            raise UserError(f"{where}.trials={self.trials}: must be >= 0")
+        if isinstance(self.trials, bool) or not isinstance(self.trials, int) or self.trials < 0:
+            meaning = (
+                "the most trials per sub-stage; 0: every variant"
+                if self.kind == "grid"
+                else "the budget; 0: search.bo.prior_states + search.bo.steps"
+            )
+            raise UserError(f"{where}.trials={self.trials!r}: give a whole number >= 0 ({meaning})")
         if len(set(self.substages)) != len(self.substages):
             raise UserError(f"{where}.substages={list(self.substages)}: each at most once")
 
@@ -133,7 +141,8 @@ class SearchSettings:
             raise UserError("search.max_failures_in_a_row must be at least 1")
 
     def budget(self, stage: StageSpec) -> int:
-        """A ``bo`` stage's number of trials."""
+        """A ``bo`` stage's number of trials (a ``grid`` stage's ``trials`` is its cap per
+        sub-stage instead)."""
         return stage.trials or self.bo.trials
 
 

@@ -1,11 +1,12 @@
 """Stages: ``bo`` samples candidates over some parameter groups with a model-based sampler;
-``grid`` tries every variant of a finite set, sub-stage by sub-stage.
+``grid`` tries every variant of a finite set (or a capped, seeded choice of them), sub-stage by
+sub-stage.
 
-A stage kind is a class with a ``label``, a ``budget`` and ``run(context, study)``, registered
-in ``STAGES`` under the name ``search.stages[i].kind`` uses. Both kinds hold everything outside
-what they search at a *base* candidate: the best candidate of the search when the stage (or
-grid sub-stage) started, recorded on the stage's study the first time, so a resumed stage, or a
-second worker, uses the same one.
+A stage kind is a class with a ``label``, a ``budget``, ``params``, ``describe`` and
+``run(context, study)``, registered in ``STAGES`` under the name ``search.stages[i].kind``
+uses. Both kinds hold everything outside what they search at a *base* candidate: the best
+candidate of the search when the stage (or grid sub-stage) started, recorded on the stage's
+study the first time, so a resumed stage, or a second worker, uses the same one.
 """
 
 from __future__ import annotations
@@ -16,12 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
+from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from dnc import optuna_compat
@@ -34,7 +30,8 @@ from dnc.search.samplers import SamplerContext, make_sampler
 from dnc.search.settings import SearchSettings, StageSpec
 from dnc.search.storage import load, ranked_trials, search_studies
 from dnc.search.trial import CandidateTaken
-from dnc.suggest import ParamRecord, RecordingSuggest, ReplaySuggest, TrialSuggest
+from dnc.search.variants import capped_variants, suggest_param, varied_params
+from dnc.suggest import TrialSuggest
 
 
 @dataclass
@@ -90,7 +87,14 @@ class Stage(Protocol):
     def params(self, space: SearchSpace) -> dict[str, Any]:
         """The stage's settings as a tracker logs them."""
 
+    def describe(self, space: SearchSpace) -> str:
+        """What the stage runs, in a few words (``ramp bo over core, 30 trials``)."""
+
     def run(self, context: StageContext, study: optuna.Study) -> None: ...
+
+
+def _trials(n: int) -> str:
+    return f"{n} trial" if n == 1 else f"{n} trials"
 
 
 def _done(trials: Iterable[FrozenTrial]) -> int:
@@ -122,6 +126,9 @@ class BOStage:
             "sampler": self.sampler,
             "budget": self.budget,
         }
+
+    def describe(self, space: SearchSpace) -> str:
+        return f"{self.label}, {_trials(self.budget)}"
 
     @property
     def budget(self) -> int:
@@ -201,18 +208,33 @@ class _BOSteps:
 class GridStage:
     """Every variant the space offers of the best candidate so far, sub-stage by sub-stage
     (``substages``, or the space's order); variants tried anywhere in the search are skipped.
-    Each trial's varied choices are its Optuna params (so Optuna's plots and dashboards show
-    them); the whole candidate is its ``candidate`` attribute, as in every stage."""
+    With ``trials`` (the cap per sub-stage), only the base's own variant and ``trials`` others
+    (``capped_variants``). Each trial's varied choices are its Optuna params (so Optuna's plots
+    and dashboards show them); the whole candidate is its ``candidate`` attribute, as in every
+    stage."""
 
     def __init__(self, spec: StageSpec, settings: SearchSettings) -> None:
         self.spec = spec
 
     @property
     def label(self) -> str:
-        return "grid"
+        return (
+            f"grid, at most {_trials(self.spec.trials)} per sub-stage"
+            if self.spec.trials
+            else "grid"
+        )
 
     def params(self, space: SearchSpace) -> dict[str, Any]:
-        return {"kind": "grid", "substages": list(self.substages(space))}
+        return {
+            "kind": "grid",
+            "substages": list(self.substages(space)),
+            "trials_per_substage": self.spec.trials or "all",
+        }
+
+    def describe(self, space: SearchSpace) -> str:
+        subs = ", ".join(self.substages(space)) or "no sub-stages"
+        each = f"at most {_trials(self.spec.trials)} each" if self.spec.trials else "every variant"
+        return f"grid over {subs} ({each})"
 
     def substages(self, space: SearchSpace) -> tuple[str, ...]:
         return self.spec.substages or tuple(space.grid_substages())
@@ -227,7 +249,12 @@ class GridStage:
         study.sampler = optuna.samplers.RandomSampler(seed=context.seed)  # asks only pop the queue
         for sub in substages:
             base = context.base(study, sub)
-            variants = space.grid(sub, base)
+            variants = capped_variants(
+                space.grid(sub, base),
+                base,
+                self.spec.trials,
+                f"{context.seed}/{self.spec.name}/{sub}",
+            )
             distinct = len({candidate_key(v) for v in variants})
             context.observer.substage_started(SubstageStarted(self.spec.name, sub, distinct, base))
             steps = _GridSteps(sub, variants, varied_params(space, variants), context)
@@ -280,49 +307,25 @@ class _GridSteps:
         candidate = dict(trial.user_attrs[records.CANDIDATE])
         for name, dist in self.distributions.items():
             if name in candidate and optuna_compat.contains(dist, candidate[name]):
-                _suggest(trial, name, dist)  # answers the queued value, recorded as a param
+                suggest_param(trial, name, dist)  # answers the queued value, recorded as a param
         return candidate, str(trial.user_attrs.get(records.SUBSTAGE, self.substage))
 
     def budget(self, trials: list[FrozenTrial]) -> int:
         return sum(records.counts_against_budget(t) or records.in_flight(t) for t in trials)
 
 
-def varied_params(space: SearchSpace, variants: list[Candidate]) -> dict[str, BaseDistribution]:
-    """The choices a grid sub-stage varies (keys whose value differs between ``variants``),
-    each with the distribution the space samples it from (replayed on the variants), or a
-    categorical over the variants' values for a key the space derives."""
-    if not variants:
-        return {}
-    differs = [k for k in variants[0] if len({repr(v.get(k)) for v in variants}) > 1]
-    asked: dict[str, ParamRecord] = {}
-    for variant in variants:
-        space.sample(RecordingSuggest(ReplaySuggest(variant), asked))
-    out: dict[str, BaseDistribution] = {}
-    for key in differs:
-        rec = asked.get(key)
-        if rec is None or rec.kind == "categorical":
-            values = rec.choices if rec else tuple(dict.fromkeys(v.get(key) for v in variants))
-            if all(v is None or isinstance(v, (bool, int, float, str)) for v in values):
-                out[key] = CategoricalDistribution(values)
-        elif rec.kind == "int":
-            out[key] = IntDistribution(int(rec.low), int(rec.high), log=rec.log)
-        else:
-            out[key] = FloatDistribution(rec.low, rec.high, log=rec.log)
-    return out
+def describe_stages(settings: SearchSettings, space: SearchSpace) -> str:
+    """The search's stages as they will run, one ``name: what`` per stage, joined by ``; ``.
 
-
-def _suggest(trial: optuna.Trial, name: str, dist: BaseDistribution) -> None:
-    """Ask ``trial`` for ``name`` under ``dist`` (a queued trial answers its queued value);
-    nothing when the study already has ``name`` under an incompatible distribution."""
-    try:
-        if isinstance(dist, CategoricalDistribution):
-            trial.suggest_categorical(name, dist.choices)
-        elif isinstance(dist, IntDistribution):
-            trial.suggest_int(name, dist.low, dist.high, log=dist.log)
-        elif isinstance(dist, FloatDistribution):
-            trial.suggest_float(name, dist.low, dist.high, log=dist.log)
-    except ValueError:
-        pass
+    Example:
+        >>> describe_stages(SearchSettings(), MLPSpace()).split("; ")
+        ['core: ramp bo over core, 30 trials',
+         'arch: grid over activation, dropout (every variant)',
+         'train: ramp bo over train, 30 trials']
+    """
+    return "; ".join(
+        f"{spec.name}: {make_stage(spec, settings).describe(space)}" for spec in settings.stages
+    )
 
 
 STAGES: dict[str, Callable[[StageSpec, SearchSettings], Stage]] = {
@@ -343,4 +346,12 @@ def make_stage(spec: StageSpec, settings: SearchSettings) -> Stage:
     return kind(spec, settings)
 
 
-__all__ = ["STAGES", "BOStage", "GridStage", "Stage", "StageContext", "make_stage", "varied_params"]
+__all__ = [
+    "STAGES",
+    "BOStage",
+    "GridStage",
+    "Stage",
+    "StageContext",
+    "describe_stages",
+    "make_stage",
+]

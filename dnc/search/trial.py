@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -29,7 +30,8 @@ from optuna.trial import TrialState
 from dnc import optuna_compat
 from dnc.plugins import Candidate, CostEvaluator, SearchSpace, TensorData, UserError
 from dnc.search import records
-from dnc.search.events import SearchObserver, TrialStarted
+from dnc.search.best_model import BestWeights
+from dnc.search.events import SearchObserver, TrialProgress, TrialStarted
 from dnc.search.objective import evaluate
 from dnc.train.settings import TrainerSettings, TrialDiverged, TrialTimedOut
 
@@ -120,8 +122,11 @@ class TrialRunner:
         seed: int,
         observer: SearchObserver | None = None,
         worker: str = WORKER_ID,
+        best_weights: BestWeights | None = None,
     ) -> None:
         self.worker = worker
+        self.best_weights = best_weights
+        self._state: Any = None  # the weights of the last trial's best epoch
         self.space = space
         self.data = data
         self.cost = cost
@@ -158,6 +163,7 @@ class TrialRunner:
                     TrialStarted(stage, substage, trial, candidate, self.worker)
                 )
                 started = time.perf_counter()
+                self._state = None
                 try:
                     with time_limit(self.trainer.timeout_s):
                         ev = evaluate(
@@ -168,6 +174,8 @@ class TrialRunner:
                             wc=self.wc,
                             trainer=self.trainer,
                             seed=self.seed * 100_003 + trial.number,
+                            on_epoch=self._progress(stage, trial.number),
+                            keep_best=self.best_weights is not None,
                         )
                 except UserError:  # the settings cannot work: stop the search
                     raise
@@ -193,6 +201,9 @@ class TrialRunner:
         try:
             trial.set_user_attr(records.TRAIN_SECONDS, round(time.perf_counter() - started, 4))
             trial.set_user_attr(records.FIGURES, ev.figures)
+            for name, value in records.metrics_of(ev.figures).items():  # sortable in dashboards
+                if value is not None and math.isfinite(value):
+                    trial.set_user_attr(name, value)
             trial.set_user_attr(records.CURVES, _finite_curves(curves))
         except optuna.exceptions.UpdateFinishedTrialError as err:
             # cut off from the storage past the grace period: another worker failed the trial
@@ -205,6 +216,7 @@ class TrialRunner:
             )
             raise TrialLost(trial.number) from err
         study.tell(trial, ev.loss, skip_if_finished=True)
+        self._state = ev.result.best_state
         return TrialOutcome(
             stage,
             trial.number,
@@ -214,6 +226,31 @@ class TrialRunner:
             loss=ev.loss,
             curves=curves,
         )
+
+    def _progress(self, stage: str, number: int) -> Callable[[int, float, float], None]:
+        def tell(epoch: int, train_loss: float, val_acc: float) -> None:
+            self.observer.trial_progress(
+                TrialProgress(stage, number, epoch + 1, self.trainer.epochs, train_loss, val_acc)
+            )
+
+        return tell
+
+    def keep_if_best(self, outcome: TrialOutcome, best: float) -> None:
+        """Hand the weights of the trial just run to ``best_weights`` when it is the search's
+        best so far (``best``, its loss included); drop them either way."""
+        state, self._state = self._state, None
+        if (
+            self.best_weights is not None
+            and state is not None
+            and outcome.loss is not None
+            and outcome.loss <= best
+        ):
+            self.best_weights.offer(
+                f"{outcome.stage}/{outcome.number}",
+                outcome.loss,
+                outcome.candidate,
+                state,
+            )
 
 
 def _finite_curves(curves: Mapping[str, Sequence[float]]) -> dict[str, list[float | None]]:

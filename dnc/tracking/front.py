@@ -76,6 +76,7 @@ def picks_json(picks: Sequence[Pick], search: str, cost: CostEvaluator) -> str:
                     "complexity": p.complexity,
                     "figures": dict(p.best.figures),
                     "candidate": dict(p.best.candidate),
+                    "mlflow_run_id": p.best.run_id,
                 }
                 for p in picks
             ],

@@ -6,19 +6,13 @@ level). Run ids are kept on the Optuna studies and trials (``dnc.search.records`
 writes whatever the store lacks of a search, so MLflow can always be rebuilt from the storage
 (``python -m dnc.sync``).
 ``dnc.tracking.mlflow_tracker.MlflowTracker`` writes the same runs live, as a search runs.
-
-Tags: ``dnc.kind`` (search / stage / trial; filter ``tags.dnc.kind = 'trial'`` to compare every
-trial of every stage side by side), ``dnc.search``, ``stage``, ``substage``, ``trial_number``,
-``study_name``, ``dnc.search_run_id``, ``worker`` (who trained the trial), and ``fail_reason``
-on failed trials.
+Their names, tags and metrics: ``dnc.tracking.run_names``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -27,12 +21,24 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dnc.plugins import UserError
 from dnc.search import coordination, records
+from dnc.search.records import metrics_of
 from dnc.secrets import mask_url, remember, scrub
+from dnc.tracking.run_names import (
+    PARENT_TAG,
+    curve_entries,
+    metric_entries,
+    param_entries,
+    plain_describe,
+    runs_link,
+    search_label,
+    stage_tags,
+    trial_run_name,
+    trial_tags,
+    trials_view,
+)
 
 if TYPE_CHECKING:
     import optuna
-
-PARENT_TAG = "mlflow.parentRunId"
 
 _OWNED_S = 10.0
 """A live ``sync`` leaves the running run of a trial finished less than this ago to the worker
@@ -43,10 +49,6 @@ _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30",
 }
-
-
-def _trial_run_name(stage: str, substage: str, number: int) -> str:
-    return f"{stage}{'-' + substage if substage else ''}-{number:03d}"
 
 
 def _trial_status(trial: FrozenTrial) -> str:
@@ -70,15 +72,6 @@ def _quoted(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
-def _param_value(value: Any) -> str:
-    text = json.dumps(value) if isinstance(value, (list, dict, tuple)) else str(value)
-    return text[:6000]
-
-
-def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
-    return {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
-
-
 class MlflowRuns:
     """The runs of searches in one MLflow store and experiment.
 
@@ -86,9 +79,19 @@ class MlflowRuns:
         >>> created, closed = MlflowRuns("http://mlflow:5000").sync(storage, "digits-mlp")
     """
 
-    def __init__(self, uri: str, experiment: str = "dnc", *, connect: bool = True) -> None:
+    def __init__(
+        self,
+        uri: str,
+        experiment: str = "dnc",
+        *,
+        connect: bool = True,
+        describe: Callable[[Mapping[str, Any]], str] | None = None,
+    ) -> None:
         self.uri = uri
         self.experiment = experiment
+        self.describe = describe or plain_describe
+        self.search_label = ""  # ``search_label`` of the search followed
+        self.wc: Any = None  # its wc
         self._client: Any = None
         self.experiment_id = ""
         if connect:
@@ -129,17 +132,25 @@ class MlflowRuns:
         self._client = client
 
     def _experiment(self, client: Any) -> str:
-        """The experiment's id, created if missing (another worker may create it meanwhile)."""
+        """The experiment's id, created if missing (another worker may create it meanwhile),
+        with the UI's view of its trials (``run_names.trials_view``)."""
         found = client.get_experiment_by_name(self.experiment)
-        if found is not None:
-            return str(found.experiment_id)
-        try:
-            return str(client.create_experiment(self.experiment))
-        except Exception:
-            found = client.get_experiment_by_name(self.experiment)
-            if found is None:
-                raise
-            return str(found.experiment_id)
+        if found is None:
+            try:
+                client.create_experiment(self.experiment)
+            except Exception:
+                found = client.get_experiment_by_name(self.experiment)
+                if found is None:  # not another worker's creation first: the error stands
+                    raise
+            found = found or client.get_experiment_by_name(self.experiment)
+        tag, view = trials_view()
+        if found.tags.get(tag) != view:
+            client.set_experiment_tag(found.experiment_id, tag, view)
+        return str(found.experiment_id)
+
+    def runs_link(self) -> str:
+        """Where the MLflow UI shows this experiment's runs (``run_names.runs_link``)."""
+        return runs_link(self.uri, self.experiment_id)
 
     @property
     def client(self) -> Any:
@@ -174,16 +185,20 @@ class MlflowRuns:
         first = load(storage, names[0])
         created = closed = finished = 0
         with coordination.lock(first, f"{search}:mlflow"):
+            settings = dict(first.user_attrs.get(records.SETTINGS) or {})
             search_run = self._ensure(
                 first,
                 records.MLFLOW_SEARCH_RUN,
                 lambda: self._create(
-                    search,
+                    self._label(first, search, settings.get("wc", self.wc)),
                     {"dnc.search": search, "dnc.kind": "search"},
-                    dict(first.user_attrs.get(records.SETTINGS) or {}),
+                    settings,
                 ),
             )
             self.search_run = search_run
+            if "wc" in settings:
+                self.wc = settings["wc"]
+            self.search_label = self._label(first, search, self.wc)
             for name in names:
                 study = first if name == names[0] else load(storage, name)
                 stage = name.rsplit("/", 1)[1]
@@ -196,7 +211,9 @@ class MlflowRuns:
                     study,
                     records.MLFLOW_STAGE_RUN,
                     lambda study=study, stage=stage: self._create(  # type: ignore[misc]
-                        stage, self._stage_tags(study.study_name, stage, search_run), {}
+                        f"{stage} · {self.search_label}",
+                        stage_tags(study.study_name, stage, search_run),
+                        {"wc": settings.get("wc")},
                     ),
                 )
                 if live and stage in self._live_stages:
@@ -230,17 +247,20 @@ class MlflowRuns:
             if run is None:
                 if status == "KILLED":  # its worker died: the slot was run again
                     continue
+                substage = str(t.user_attrs.get(records.SUBSTAGE, ""))
+                candidate = records.candidate(t) or dict(t.params)
                 run_id = self._create(
-                    _trial_run_name(stage, str(t.user_attrs.get(records.SUBSTAGE, "")), t.number),
-                    self._trial_tags(
+                    self._trial_name(stage, substage, t.number, candidate),
+                    trial_tags(
                         study.study_name,
                         stage,
-                        str(t.user_attrs.get(records.SUBSTAGE, "")),
+                        substage,
                         t.number,
-                        str(t.user_attrs.get(records.WORKER, "")),
-                        stage_run,
+                        worker=str(t.user_attrs.get(records.WORKER, "")),
+                        parent=stage_run,
+                        search_run=self.search_run,
                     ),
-                    records.candidate(t) or dict(t.params),
+                    self._trial_params(candidate),
                 )
                 created += 1
             elif run.info.status == "RUNNING" and (
@@ -274,6 +294,28 @@ class MlflowRuns:
             if not token:
                 return found
 
+    # -- names and params ---------------------------------------------------------------------
+    def _label(self, first: Any, search: str, wc: Any) -> str:
+        """The search's label, recorded on its first study the first time (the caller holds
+        the search's lock), so every worker and a later ``sync`` name its runs alike."""
+        label = first.user_attrs.get(records.MLFLOW_SEARCH_LABEL)
+        if not label:
+            label = search_label(search, wc, datetime.now())
+            first.set_user_attr(records.MLFLOW_SEARCH_LABEL, label)
+        return str(label)
+
+    def _trial_name(self, stage: str, substage: str, number: int, candidate: Any) -> str:
+        try:
+            text = self.describe(candidate)
+        except Exception:  # a candidate the space's describe does not know (an older search)
+            text = plain_describe(candidate)
+        return trial_run_name(stage, substage, number, text, self.search_label or "")
+
+    def _trial_params(self, candidate: Mapping[str, Any]) -> dict[str, Any]:
+        """A trial run's params: its candidate and the search's ``wc`` (so trials of searches
+        with different ``wc`` are told apart, and filtered: ``params.wc = '0.1'``)."""
+        return {**candidate, "wc": self.wc}
+
     # -- helpers ------------------------------------------------------------------------------
     def _run_of(self, study: Any, attr: str, create: Callable[[], str]) -> str:
         """The run recorded on ``study`` under ``attr`` (marked running again), or a new one
@@ -306,37 +348,11 @@ class MlflowRuns:
             study,
             records.MLFLOW_STAGE_RUN,
             lambda: self._create(
-                stage, self._stage_tags(study.study_name, stage, self.search_run), params
+                f"{stage} · {self.search_label}",
+                stage_tags(study.study_name, stage, self.search_run),
+                params,
             ),
         )
-
-    @staticmethod
-    def _stage_tags(study_name: str, stage: str, search_run: str) -> dict[str, str]:
-        return {
-            PARENT_TAG: search_run,
-            "dnc.search": study_name.rsplit("/", 1)[0],
-            "dnc.kind": "stage",
-            "stage": stage,
-            "study_name": study_name,
-        }
-
-    def _trial_tags(
-        self, study_name: str, stage: str, substage: str, number: int, worker: str, parent: str
-    ) -> dict[str, str]:
-        tags = {
-            PARENT_TAG: parent,
-            "dnc.search": study_name.rsplit("/", 1)[0],
-            "dnc.kind": "trial",
-            "dnc.search_run_id": self.search_run,
-            "stage": stage,
-            "trial_number": str(number),
-            "study_name": study_name,
-        }
-        if worker:
-            tags["worker"] = worker
-        if substage:
-            tags["substage"] = substage
-        return tags
 
     def _write_trial(
         self,
@@ -347,16 +363,9 @@ class MlflowRuns:
         status: str,
     ) -> None:
         """A trial's per-epoch curves, final figures and fail reason, then its status."""
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import RunTag
 
-        now = int(time.time() * 1000)
-        metrics = [
-            Metric(name, float(v), now, step)
-            for name, values in curves.items()
-            for step, v in enumerate(values)
-            if v is not None and math.isfinite(float(v))
-        ]
-        metrics += self._metrics(figures)
+        metrics = curve_entries(curves) + metric_entries(metrics_of(figures))
         tags = [RunTag("fail_reason", fail_reason[:4000])] if fail_reason else []
         for start in range(0, max(len(metrics), 1), 900):  # MLflow's batch limit is 1000
             self.client.log_batch(
@@ -365,11 +374,9 @@ class MlflowRuns:
         self.client.set_terminated(run, status=status)
 
     def _create(self, name: str, tags: Mapping[str, str], params: Mapping[str, Any]) -> str:
-        from mlflow.entities import Param
-
         run = self.client.create_run(self.experiment_id, run_name=name, tags=dict(tags))
         run_id = str(run.info.run_id)
-        items = [Param(k, _param_value(v)) for k, v in params.items()]
+        items = param_entries(params)
         for start in range(0, len(items), 90):  # MLflow's batch limit for params is 100
             self.client.log_batch(run_id, params=items[start : start + 90])
         return run_id
@@ -386,7 +393,7 @@ class MlflowRuns:
         return run_id
 
     def _end(self, run_id: str, metrics: Mapping[str, float | None], status: str) -> None:
-        self.client.log_batch(run_id, metrics=self._metrics(metrics))
+        self.client.log_batch(run_id, metrics=metric_entries(metrics))
         self.client.set_terminated(run_id, status=status)
 
     def _close_unlinked(self, study: str, numbers: set[str]) -> None:
@@ -402,13 +409,6 @@ class MlflowRuns:
                 self.client.set_terminated(run_id, status=status)
         except Exception:
             pass
-
-    @staticmethod
-    def _metrics(values: Mapping[str, float | None]) -> list[Any]:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        return [Metric(k, v, now, 0) for k, v in _finite(values).items()]  # type: ignore[arg-type]
 
 
 def search_run_id(study: Any) -> str | None:

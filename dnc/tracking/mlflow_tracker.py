@@ -15,8 +15,8 @@ import logging
 import random
 import shlex
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from dnc import optuna_compat
 from dnc.search import records
@@ -31,8 +31,13 @@ from dnc.search.events import (
     TrialsAbandoned,
     TrialStarted,
 )
+from dnc.search.records import metrics_of
 from dnc.secrets import mask_url, scrub
-from dnc.tracking.mlflow_runs import MlflowRuns, _trial_run_name, search_run_id
+from dnc.tracking.mlflow_runs import MlflowRuns, search_run_id
+from dnc.tracking.run_names import metric_entries, trial_tags
+
+if TYPE_CHECKING:
+    from dnc.search.best_model import BestModel
 
 log = logging.getLogger(__name__)
 _JITTER = random.SystemRandom()  # not the global generator a user may have seeded
@@ -67,8 +72,17 @@ class MlflowTracker(MlflowRuns, SearchObserver):
         >>> Search(settings, ..., observers=[MlflowTracker("sqlite:///mlflow.db")]).run()
     """
 
-    def __init__(self, uri: str, experiment: str = "dnc", *, connect: bool = True) -> None:
-        super().__init__(uri, experiment, connect=connect)
+    def __init__(
+        self,
+        uri: str,
+        experiment: str = "dnc",
+        *,
+        connect: bool = True,
+        describe: Callable[[Mapping[str, Any]], str] | None = None,
+        register_model: str | None = None,
+    ) -> None:
+        super().__init__(uri, experiment, connect=connect, describe=describe)
+        self.register_model = register_model
         self._storage_url = ""  # the search's, password masked, for the hint to dnc.sync
         self._down_since: float | None = None  # monotonic time the store went down
         self._probes = 0
@@ -82,13 +96,17 @@ class MlflowTracker(MlflowRuns, SearchObserver):
         self._guard(self._search_started, event)
 
     def _search_started(self, event: SearchStarted) -> None:
+        self.wc = event.params.get("wc")
         self.search_run = self._run_of(
             event.study,
             records.MLFLOW_SEARCH_RUN,
             lambda: self._create(
-                event.name, {"dnc.search": event.name, "dnc.kind": "search"}, event.params
+                self._label(event.study, event.name, self.wc),
+                {"dnc.search": event.name, "dnc.kind": "search"},
+                event.params,
             ),
         )
+        self.search_label = self._label(event.study, event.name, self.wc)
         self.sync(live=True)  # what an earlier run of the search could not write
 
     def stage_started(self, event: StageStarted) -> None:
@@ -96,23 +114,27 @@ class MlflowTracker(MlflowRuns, SearchObserver):
         self._guard(self._stage_started, event)
 
     def _stage_started(self, event: StageStarted) -> None:
-        self._stage_runs[event.spec.name] = self._stage_run(event.study, event.params)
+        params = {**event.params, "wc": self.wc}
+        self._stage_runs[event.spec.name] = self._stage_run(event.study, params)
 
     def trial_started(self, event: TrialStarted) -> None:
         self._guard(self._trial_started, event)
 
     def _trial_started(self, event: TrialStarted) -> None:
         trial = event.trial
-        tags = self._trial_tags(
+        tags = trial_tags(
             trial.study.study_name,
             event.stage,
             event.substage,
             trial.number,
-            event.worker,
-            self._stage_runs.get(event.stage) or self.search_run,
+            worker=event.worker,
+            parent=self._stage_runs.get(event.stage) or self.search_run,
+            search_run=self.search_run,
         )
         run = self._create(
-            _trial_run_name(event.stage, event.substage, trial.number), tags, event.candidate
+            self._trial_name(event.stage, event.substage, trial.number, event.candidate),
+            tags,
+            self._trial_params(event.candidate),
         )
         trial.set_user_attr(records.MLFLOW_RUN, run)
         self._open_trials[(event.stage, trial.number)] = run
@@ -161,7 +183,7 @@ class MlflowTracker(MlflowRuns, SearchObserver):
         run = event.trial.user_attrs.get(records.MLFLOW_RUN)
         if run:
             self.client.log_batch(
-                str(run), metrics=self._metrics({"final_test_acc": event.test_acc})
+                str(run), metrics=metric_entries(metrics_of({"final_test_acc": event.test_acc}))
             )
 
     def search_finished(self, event: SearchFinished) -> None:
@@ -189,8 +211,57 @@ class MlflowTracker(MlflowRuns, SearchObserver):
             return
         if event.results is not None and event.finished:
             self.client.log_artifact(self.search_run, str(event.results))
+        for path in event.artifacts:  # pictures other observers drew
+            self.client.log_artifact(self.search_run, str(path), artifact_path="pictures")
+        if event.best_model is not None and event.finished:
+            try:
+                self._log_model(event.best_model)
+            except Exception as err:  # e.g. a model that does not pickle: not an outage
+                if not self._reachable():
+                    raise
+                log.warning(
+                    "the best network (trial %s) could not be logged as an MLflow model: %s; "
+                    "its weights are in the run folder (best_model.pt)",
+                    event.best_model.key,
+                    scrub(_first_line(err)),
+                )
         best = {"best_search_loss": event.best[0].loss} if event.best else {}
         self._end(self.search_run, best, _status(event))
+
+    def _log_model(self, best: BestModel) -> None:
+        """The best candidate's network as an MLflow model of the search run (``model``), with
+        a signature and an input example; registered as ``register_model`` when set."""
+        import mlflow
+        import mlflow.pytorch
+        import torch
+        from mlflow.models import infer_signature
+
+        example = best.input_example.numpy()
+        with torch.no_grad():
+            output = best.model(best.input_example).numpy()
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(self.uri)  # the fluent API logs models; restored below
+        try:
+            with mlflow.start_run(run_id=self.search_run):
+                mlflow.pytorch.log_model(
+                    best.model,
+                    name="model",
+                    signature=infer_signature(example, output),
+                    input_example=example,
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                    serialization_format="pickle",  # the nn.Module back (pt2: a graph)
+                    registered_model_name=self.register_model,
+                    params={"trial": best.key, "search_loss": best.loss},
+                )
+        finally:
+            mlflow.set_tracking_uri(previous)
+
+    def _reachable(self) -> bool:
+        try:
+            self.client.get_experiment(self.experiment_id)
+        except Exception:
+            return False
+        return True
 
     # -- outages --------------------------------------------------------------------------------
     def _guard(self, handler: Callable[[Any], None], event: Any) -> None:

@@ -10,14 +10,21 @@ from dnc.plugins import UserError
 @dataclass(frozen=True)
 class TrackingSettings:
     """Where runs go (``tracking``): any MLflow tracking ``uri`` (``sqlite:///mlflow.db``,
-    ``http://host:5000``, a folder; ``None`` switches tracking off) and the ``experiment``."""
+    ``http://host:5000``, a folder; ``None`` switches tracking off) and the ``experiment``.
+    The best network is logged to the search's run as an MLflow model (``model``), and also
+    registered in the model registry under ``register_model`` when that names a model."""
 
     uri: str | None = "sqlite:///mlflow.db"
     experiment: str = "dnc"
+    register_model: str | None = None
 
     def __post_init__(self) -> None:
         if not self.experiment:
             raise UserError("tracking.experiment must be a non-empty name")
+        if self.register_model is not None and not str(self.register_model).strip():
+            raise UserError(
+                "tracking.register_model is empty: give the registered model's name, or null"
+            )
 
 
 __all__ = ["TrackingSettings"]

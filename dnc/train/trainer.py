@@ -28,7 +28,9 @@ from dnc.train.settings import TrainerSettings, TrialDiverged
 
 @dataclass
 class TrainResult:
-    """What one training run measured. ``t_epoch`` is seconds per epoch of training only."""
+    """What one training run measured. ``t_epoch`` is seconds per epoch of training only;
+    ``best_state`` the model's ``state_dict`` after its best epoch (on the device; kept only
+    when ``train(..., keep_best=True)``)."""
 
     best_val_acc: float
     best_epoch: int
@@ -36,6 +38,7 @@ class TrainResult:
     epochs_run: int
     train_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
 
 
 def count_params(model: nn.Module) -> int:
@@ -131,8 +134,12 @@ def train(
     settings: TrainerSettings,
     seed: int = 0,
     on_epoch: Callable[[int, float, float], None] | None = None,
+    keep_best: bool = False,
 ) -> TrainResult:
     """Train ``model`` with Adam on ``data.xtr``; validate on ``data.xva`` after every epoch.
+    ``on_epoch(epoch, train_loss, val_acc)`` is called after each (``epoch`` from 0);
+    ``keep_best`` keeps a copy of the weights of the best epoch (``TrainResult.best_state``),
+    copied on the device, outside the timed epoch.
 
     Tensors already on the right device are not copied. Raises ``TrialDiverged`` when the loss
     becomes NaN or infinite, ``UserError`` when ``settings.augment`` needs images and the data
@@ -201,6 +208,8 @@ def train(
             on_epoch(epoch, mean_loss, val)
         if val > result.best_val_acc:
             result.best_val_acc, result.best_epoch = val, epoch
+            if keep_best:
+                result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif settings.patience and epoch - result.best_epoch >= settings.patience:
             break
     result.t_epoch = _typical(epoch_times)

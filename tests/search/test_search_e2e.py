@@ -37,6 +37,7 @@ def test_default_search_prints_progress_and_a_table(finished):
         assert stage in out
     assert out.count("trial ") >= 10
     assert "found by" in out
+    assert "runs in MLflow: mlflow ui --backend-store-uri sqlite:///mlflow.db, then " in out
     assert "best" in out and "val acc %" in out and "t_epoch ms" in out and "params" in out
     assert "search loss" in out
 
@@ -65,6 +66,11 @@ def test_results_json_in_the_run_directory(finished):
     assert results["finished"] is True
     losses = [r["search_loss"] for r in results["best"]]
     assert losses == sorted(losses) and len(losses) == 5
+    client = MlflowClient(tracking_uri=f"sqlite:///{cwd}/mlflow.db")
+    for row in results["best"]:  # each pick links to its trial's MLflow run
+        run = client.get_run(row["mlflow_run_id"])
+        assert run.data.tags["trial_number"] == str(row["trial"])
+        assert run.data.metrics["search_loss"] == pytest.approx(row["search_loss"])
 
 
 def test_mlflow_has_one_search_run_with_stages_and_nested_trials(finished):
@@ -91,13 +97,14 @@ def test_mlflow_has_one_search_run_with_stages_and_nested_trials(finished):
         assert tags["study_name"] == f"digits-mlp/{tags['stage']}"
         for key in ("num_hidden_layers", "lr", "weight_decay", "batch_size"):
             assert key in params
-        for key in ("best_val_acc", "t_epoch", "numparams", "search_loss"):
+        for key in ("best_val_acc_pct", "t_epoch_ms", "numparams", "search_loss"):
             assert key in metrics
+        assert params["wc"] == "0.1"
         assert child.info.status == "FINISHED"
-        history = client.get_metric_history(child.info.run_id, "val_acc")
+        history = client.get_metric_history(child.info.run_id, "epoch_val_acc_pct")
         assert [m.step for m in history] == list(range(3))  # one point per epoch
-        assert max(m.value for m in history) == pytest.approx(metrics["best_val_acc"])
-        assert len(client.get_metric_history(child.info.run_id, "train_loss")) == 3
+        assert max(m.value for m in history) == pytest.approx(metrics["best_val_acc_pct"], abs=1e-3)
+        assert len(client.get_metric_history(child.info.run_id, "epoch_train_loss")) == 3
     assert {int(r.data.tags["trial_number"]) for r in core} == set(range(5))
 
 
@@ -116,6 +123,7 @@ def test_report_rescores_and_draws_the_front(finished):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     picks = json.loads(png.with_suffix(".json").read_text())["picks"]
     assert [p["wc"] for p in picks] == [0.0, 0.1, 100.0]
+    assert all(p["mlflow_run_id"] in proc.stdout for p in picks)  # the table links each pick
     accs = [p["figures"]["best_val_acc"] for p in picks]
     fcs = [p["complexity"] for p in picks]
     assert accs[0] >= accs[2] and fcs[0] >= fcs[2]  # more weight on cost: cheaper, less accurate

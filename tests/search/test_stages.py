@@ -1,17 +1,24 @@
-"""Stages from configuration: order, grid sub-stages and their deduplication, the best
-candidate carried between stages, combined mode, num_best and final_test, calibration."""
+"""Stages from configuration: order, grid sub-stages and their deduplication, the cap on a
+grid's trials per sub-stage, the best candidate carried between stages, combined mode,
+num_best and final_test, calibration, and what a stage says it runs."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import optuna
 import pytest
+from dnc_mlp.space import MLPSpace
 from optuna.distributions import CategoricalDistribution
 from searches import make_search, trials
 
 from dnc.plugins import UserError, candidate_key
-from dnc.search import BOSettings, SearchSettings, StageSpec, open_storage, ranked_trials
+from dnc.search import BOSettings, SearchSettings, StageSpec, open_storage, ranked_trials, records
 from dnc.search.events import SearchObserver
-from dnc.search.stages import make_stage
+from dnc.search.stages import describe_stages, make_stage
+from dnc.search.variants import capped_variants
 
 
 class Recorder(SearchObserver):
@@ -137,17 +144,6 @@ def test_a_finished_search_run_again_trains_nothing(paper):
     assert before == after
 
 
-def test_reordered_substages(tmp_path):
-    stages = (
-        StageSpec("core", groups=("core",), trials=2),
-        StageSpec("arch", kind="grid", substages=("dropout", "activation")),
-    )
-    make_search(tmp_path, stages=stages, bo=BOSettings(prior_states=2, steps=0)).run()
-    grid = sorted(trials(tmp_path, "s/arch"), key=lambda t: t.number)
-    subs = [t.user_attrs["substage"] for t in grid]
-    assert subs == sorted(subs, key=lambda s: s != "dropout") and "activation" in subs
-
-
 def test_combined_mode_searches_every_group_in_one_stage(tmp_path):
     stages = (StageSpec("all", groups=("core", "arch", "train"), trials=8),)
     make_search(tmp_path, stages=stages).run()
@@ -169,3 +165,102 @@ def test_an_unknown_stage_kind_names_the_kinds():
         make_stage(StageSpec("x", kind="anneal"), SearchSettings())
     with pytest.raises(UserError, match="groups is empty"):
         make_stage(StageSpec("x", groups=()), SearchSettings())
+
+
+def test_a_capped_grid_runs_its_cap_per_substage_in_order_from_the_list_every_worker_computes(
+    tmp_path,
+):
+    space = MLPSpace(activations=("relu", "tanh", "elu"))
+    stages = (
+        StageSpec("core", groups=("core",), trials=2),
+        StageSpec("arch", kind="grid", substages=("dropout", "activation"), trials=1),
+    )
+    make_search(tmp_path, stages=stages, space=space, bo=BOSettings(prior_states=2, steps=0)).run()
+    study = optuna.load_study(study_name="s/arch", storage=f"sqlite:///{tmp_path}/s.db")
+    grid = sorted(trials(tmp_path, "s/arch"), key=lambda t: t.number)
+    # the sub-stages in the order given, each one trial: the cap (the base's own is known)
+    assert [t.user_attrs["substage"] for t in grid] == ["dropout", "activation"]
+    for t in grid:
+        sub = t.user_attrs["substage"]
+        # what any worker computes from the base recorded on the study and the search's seed
+        base = study.user_attrs[records.BASE + sub]
+        capped = capped_variants(space.grid(sub, base), base, 1, f"7/arch/{sub}")
+        others = [v for v in capped if candidate_key(v) != candidate_key(base)]
+        assert [candidate_key(v) for v in others] == [candidate_key(t.user_attrs["candidate"])]
+
+
+def test_capped_variants_keep_the_base_and_a_seeded_choice_of_the_rest():
+    base = {"activation": "relu", "dropout": 0.2}
+    grid = [{**base, "dropout": p} for p in (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.1)]  # one repeat
+    capped = capped_variants(grid, base, 2, "7/arch/dropout")
+    assert len(capped) == 3 and base in capped
+    assert capped == [v for v in grid[:6] if v in capped]  # in the space's order, each once
+    assert capped == capped_variants(grid, base, 2, "7/arch/dropout")
+    choices = {
+        tuple(v["dropout"] for v in capped_variants(grid, base, 2, f"{s}/a/d")) for s in range(9)
+    }
+    assert len(choices) > 1  # the seed chooses
+    assert capped_variants(grid, base, 0, "x") == grid  # 0: every variant
+    assert capped_variants(grid, base, 5, "x") == grid  # the cap is not reached
+    assert len(capped_variants(grid, {}, 2, "x")) == 2  # no base among them: the cap alone
+
+
+def test_workers_in_other_processes_choose_the_same_variants():
+    code = (
+        "from dnc.search.variants import capped_variants as c;"
+        "g=[{'a': a} for a in 'pqrstuvw'];"
+        "print([v['a'] for v in c(g, {'a': 's'}, 3, '7/arch/a')])"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2")
+    }
+    grid = [{"a": a} for a in "pqrstuvw"]
+    assert outs == {f"{[v['a'] for v in capped_variants(grid, {'a': 's'}, 3, '7/arch/a')]}\n"}
+
+
+@pytest.mark.parametrize("trials", [-1, 1.5, True])
+def test_a_bad_grid_cap_is_one_line(trials):
+    with pytest.raises(UserError) as err:
+        StageSpec("arch", kind="grid", trials=trials)
+    assert str(err.value) == (
+        f"search.stages[arch].trials={trials!r}: give a whole number >= 0 "
+        "(the most trials per sub-stage; 0: every variant)"
+    )
+
+
+def test_stages_say_what_they_run():
+    settings = SearchSettings(
+        stages=(
+            StageSpec("core", groups=("core",), trials=4),
+            StageSpec("arch", kind="grid", groups=("arch",), trials=2),
+            StageSpec("drop", kind="grid", substages=("dropout",)),
+            StageSpec("train", groups=("train",), sampler="tpe"),
+        ),
+        bo=BOSettings(prior_states=3, steps=2),
+    )
+    space = MLPSpace()
+    core, arch, drop, train = (make_stage(s, settings) for s in settings.stages)
+    assert core.params(space) == {"kind": "bo", "groups": ["core"], "sampler": "ramp", "budget": 4}
+    assert train.params(space)["budget"] == 5 and train.params(space)["sampler"] == "tpe"
+    assert arch.params(space) == {
+        "kind": "grid",
+        "substages": ["activation", "dropout"],
+        "trials_per_substage": 2,
+    }
+    assert drop.params(space)["trials_per_substage"] == "all"
+    assert arch.label == "grid, at most 2 trials per sub-stage" and drop.label == "grid"
+    one = make_stage(StageSpec("arch", kind="grid", trials=1), settings)
+    assert one.describe(space) == "grid over activation, dropout (at most 1 trial each)"
+    assert describe_stages(settings, space) == (
+        "core: ramp bo over core, 4 trials; "
+        "arch: grid over activation, dropout (at most 2 trials each); "
+        "drop: grid over dropout (every variant); "
+        "train: tpe bo over train, 5 trials"
+    )

@@ -8,7 +8,14 @@ import math
 
 from rich.console import Console
 
-from dnc.search.events import SearchFinished, SearchStarted, StageStarted, TrialFinished
+from dnc.search.events import (
+    SearchFinished,
+    SearchStarted,
+    StageStarted,
+    TrialFinished,
+    TrialProgress,
+    TrialStarted,
+)
 from dnc.search.records import Ranked
 from dnc.search.settings import StageSpec
 from dnc.search.trial import TrialOutcome
@@ -83,3 +90,36 @@ def test_the_table_of_the_best_with_test_accuracy():
     quiet, nothing = console(quiet=True)
     quiet.search_finished(SearchFinished("x", True, best))
     assert nothing.getvalue() == ""
+
+
+class _Trial:
+    number = 7
+
+
+def test_on_a_terminal_bars_follow_the_stage_and_the_running_trial():
+    out = io.StringIO()
+    terminal = Console(file=out, width=160, force_terminal=True, color_system=None, highlight=False)
+    view = SearchConsole(terminal, runs_link=lambda: "http://mlflow:5000/#/experiments/1/runs")
+    view.search_started(SearchStarted("digits-mlp", "sqlite:///o.db", (), {}, None))  # type: ignore[arg-type]
+    view.stage_started(StageStarted(StageSpec("core"), None, "ramp bo over core", 30, 4))  # type: ignore[arg-type]
+    view.trial_started(TrialStarted("core", "", _Trial(), {}))  # type: ignore[arg-type]
+    view.trial_progress(TrialProgress("core", 7, 3, 15, 0.41, 91.25))
+    stage, trial = view._progress.tasks  # type: ignore[union-attr]
+    assert (stage.completed, stage.total) == (4, 30)
+    assert (trial.completed, trial.total) == (3, 15) and "91.25%" in trial.fields["info"]
+    ok = TrialOutcome("core", 7, {}, figures=FIGURES, loss=-1.02)
+    view.trial_finished(TrialFinished(ok, done=5, budget=30, best=-1.02))
+    (stage,) = view._progress.tasks  # type: ignore[union-attr]
+    assert stage.completed == 5 and stage.fields["info"] == "best -1.0200"
+    view.search_finished(SearchFinished("digits-mlp", False, []))
+    assert view._progress is None  # the live display stopped before the final table
+    assert "runs in MLflow: http://mlflow:5000/#/experiments/1/runs" in out.getvalue()
+
+
+def test_not_on_a_terminal_there_are_no_bars():
+    view, out = console()
+    view.stage_started(StageStarted(StageSpec("core"), None, "ramp bo over core", 30, 0))  # type: ignore[arg-type]
+    view.trial_started(TrialStarted("core", "", _Trial(), {}))  # type: ignore[arg-type]
+    view.trial_progress(TrialProgress("core", 7, 3, 15, 0.41, 91.25))
+    assert view._progress is None
+    assert out.getvalue().splitlines() == ["stage core (ramp bo over core; 30 trials)"]

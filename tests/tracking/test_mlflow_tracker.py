@@ -4,10 +4,12 @@ nested under its stage, with the settings, candidates and figures a user compare
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import optuna
 import pytest
+from dnc_mlp.space import MLPSpace
 from mlflow.tracking import MlflowClient
 
 from dnc.search import StageSpec
@@ -16,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "search"))
 from searches import make_search  # noqa: E402 - the search tests' small searches
 
 from dnc.tracking.mlflow_tracker import MlflowTracker  # noqa: E402
+from dnc.tracking.pictures import SearchPictures  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +26,9 @@ def tracked(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("tracked")
     uri = f"sqlite:///{tmp}/mlflow.db"
     stages = (StageSpec("core", groups=("core",), trials=3), StageSpec("arch", kind="grid"))
-    result = make_search(
-        tmp, stages=stages, final_test=True, num_best=2, observers=[MlflowTracker(uri)]
-    ).run()
+    tracker = MlflowTracker(uri, register_model="s-best", describe=MLPSpace().describe)
+    observers = [SearchPictures(), tracker]  # the pictures first: the tracker logs them
+    result = make_search(tmp, stages=stages, final_test=True, num_best=2, observers=observers).run()
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id], max_results=500)
     return tmp, uri, result, client, runs
@@ -52,8 +55,54 @@ def test_search_stage_trial_nesting(tracked):
         assert r.data.tags["mlflow.parentRunId"] == stages[r.data.tags["stage"]].info.run_id
         assert r.data.tags["dnc.search_run_id"] == search.info.run_id
         assert r.info.status == "FINISHED"
-        assert {"best_val_acc", "t_epoch", "numparams", "search_loss"} <= set(r.data.metrics)
-        assert "lr" in r.data.params
+        assert {"best_val_acc_pct", "t_epoch_ms", "numparams", "search_loss"} <= set(r.data.metrics)
+        assert "lr" in r.data.params and r.data.params["wc"] == "0.1"
+
+
+def test_runs_are_named_for_their_search_and_figures_carry_units(tracked):
+    tmp, _, _, client, runs = tracked
+    (search,) = kind(runs, "search")
+    label = search.info.run_name
+    assert label.startswith("s wc=0.1 ")  # the search, its wc, when it started
+    names = [r.info.run_name for r in kind(runs, "trial")]
+    assert len(set(names)) == len(names)  # unique: a trial is found by its name
+    study = optuna.load_study(study_name="s/core", storage=f"sqlite:///{tmp}/s.db")
+    for t in study.trials:
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        assert run.info.run_name.startswith(f"core#{t.number} hidden [")
+        assert run.info.run_name.endswith(f" · {label}")
+        figures = t.user_attrs["figures"]
+        assert run.data.metrics["t_epoch_ms"] == pytest.approx(figures["t_epoch"] * 1e3, abs=1e-3)
+        assert run.data.metrics["best_val_acc_pct"] == pytest.approx(
+            figures["best_val_acc"], abs=1e-3
+        )
+        series = client.get_metric_history(run.info.run_id, "epoch_val_acc_pct")
+        assert max(m.value for m in series) == pytest.approx(figures["best_val_acc"])
+        assert t.user_attrs["t_epoch_ms"] == pytest.approx(figures["t_epoch"] * 1e3, abs=1e-3)
+    assert study.metric_names == ["search_loss"]  # optuna-dashboard's name for the objective
+
+
+def test_the_best_network_is_an_mlflow_model_with_its_validation_accuracy(tracked):
+    import mlflow
+    import mlflow.pytorch
+
+    from dnc.train.datasets import Digits
+    from dnc.train.trainer import accuracy
+
+    tmp, uri, result, client, runs = tracked
+    (search,) = kind(runs, "search")
+    (version,) = client.search_model_versions("name = 's-best'")
+    assert version.run_id == search.info.run_id
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        model = mlflow.pytorch.load_model(f"models:/s-best/{version.version}")
+    finally:
+        mlflow.set_tracking_uri(previous)
+    data = Digits().load(7)  # the search's seed: the same validation split
+    val = accuracy(model, data.xva, data.yva, 512)
+    assert val == pytest.approx(result.best[0].figures["best_val_acc"])
+    assert (tmp / "run" / "best_model.pt").is_file()
 
 
 def test_each_trial_run_is_kept_on_its_optuna_trial(tracked):
@@ -73,8 +122,15 @@ def test_stage_params_say_what_the_stage_did(tracked):
         "groups": '["core"]',
         "sampler": "random",
         "budget": "3",
+        "wc": "0.1",
     }
-    assert stages["arch"] == {"kind": "grid", "substages": '["activation", "dropout"]'}
+    arch = stages["arch"]
+    assert (arch["kind"], arch["substages"], arch["wc"]) == (
+        "grid",
+        '["activation", "dropout"]',
+        "0.1",
+    )
+    assert "groups" not in arch and "budget" not in arch  # nothing a grid stage does not have
 
 
 def test_the_search_run_has_settings_results_and_the_final_test(tracked):
@@ -84,7 +140,13 @@ def test_the_search_run_has_settings_results_and_the_final_test(tracked):
     assert search.data.params["wc"] == "0.1" and "tbar_epoch" in search.data.params["cost_settings"]
     assert search.data.metrics["best_search_loss"] == pytest.approx(result.best[0].loss)
     assert "results.json" in [a.path for a in client.list_artifacts(search.info.run_id)]
-    tested = [r for r in kind(runs, "trial") if "final_test_acc" in r.data.metrics]
+    pictures = {a.path for a in client.list_artifacts(search.info.run_id, "pictures")}
+    assert pictures == {
+        "pictures/front-s.png",
+        "pictures/convergence-s.png",
+        "pictures/bo-core-s.png",
+    }
+    tested = [r for r in kind(runs, "trial") if "final_test_acc_pct" in r.data.metrics]
     assert len(tested) == 2
 
 
@@ -114,3 +176,24 @@ def test_a_resumed_search_reopens_its_runs_and_closes_dead_trials(tracked):
     assert len(kind(runs, "search")) == 1 and len(kind(runs, "stage")) == 2
     assert client.get_run(dead.info.run_id).info.status == "KILLED"
     assert client.get_run(lost.info.run_id).info.status == "KILLED"
+
+
+class _Unpicklable(MLPSpace):
+    def build(self, candidate, data):
+        model = super().build(candidate, data)
+        model.lock = threading.Lock()  # a lock does not pickle: the model cannot be logged
+        return model
+
+
+def test_a_best_network_that_cannot_be_logged_is_a_warning(tmp_path, caplog):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    stages = (StageSpec("core", groups=("core",), trials=1),)
+    make_search(
+        tmp_path, stages=stages, space=_Unpicklable(), epochs=1, observers=[MlflowTracker(uri)]
+    ).run()
+    assert "could not be logged as an MLflow model" in caplog.text
+    assert "unreachable" not in caplog.text  # not taken for an outage
+    client = MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id])
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    assert (tmp_path / "run" / "best_model.pt").is_file()  # the weights are kept all the same
