@@ -104,15 +104,16 @@ def test_killed_workers_lose_nothing(tmp_path, postgres_url, mlflow_uri):
         f"tracking.experiment={experiment}",
     )
     procs = start_workers(tmp_path, 3, *common)
-    training: list[int] = []  # what the check saw: the trial may end before a second look
-
-    def w0_training() -> bool:
-        training[:] = _running_of(postgres_url, "digits-mlp/core", "w0@")
-        return bool(training)
-
-    _wait_for(w0_training)
-    victim = training[0]
-    procs[0].send_signal(signal.SIGKILL)
+    victim = None
+    for index in (0, 1):  # a trial that ends between the look and the kill: the next worker
+        _wait_for(lambda i=index: bool(_running_of(postgres_url, "digits-mlp/core", f"w{i}@")))
+        procs[index].send_signal(signal.SIGKILL)
+        procs[index].wait(timeout=30)
+        left = _running_of(postgres_url, "digits-mlp/core", f"w{index}@")  # what it was training
+        if left:
+            victim = left[0]
+            break
+    assert victim is not None, "two workers in a row were killed between trials"
     # the others go on; once the grid stage runs, kill them too
     _wait_for(lambda: _running_of(postgres_url, "digits-mlp/arch", "w"))
     for p in procs[1:]:
