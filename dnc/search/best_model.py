@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dnc.plugins import Candidate, SearchSpace, TensorData
 
@@ -96,13 +96,20 @@ class BestWeights:
         except OSError as err:
             log.warning("the best weights could not be saved to %s: %s", self.path, err)
 
-    def model(self, key: str, space: SearchSpace, data: TensorData) -> BestModel | None:
-        """Trial ``key``'s network with its kept weights; ``None`` when this process does not
-        hold that trial's weights (another worker trained it)."""
-        if key != self.key or self.state is None:
+    def model(
+        self, key: str, candidate: Mapping[str, Any], space: SearchSpace, data: TensorData
+    ) -> BestModel | None:
+        """Trial ``key``'s network (``candidate``) with its kept weights; ``None`` when this
+        process does not hold them (another worker trained it) or they do not fit (a file left
+        by another search in the run folder: a warning)."""
+        if key != self.key or self.state is None or dict(candidate) != self.candidate:
             return None
         model = space.build(self.candidate, data.spec)
-        model.load_state_dict(self.state)
+        try:
+            model.load_state_dict(self.state)
+        except (RuntimeError, ValueError) as err:
+            log.warning("the kept weights of trial %s do not fit its network: %s", key, err)
+            return None
         model.to("cpu").eval()
         example = data.xva[:5].detach().to("cpu").contiguous()
         return BestModel(key, self.loss, dict(self.candidate), model, example, self.path)

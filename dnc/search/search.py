@@ -293,7 +293,7 @@ class Search:
             )
         model = None
         if best and self._data is not None:
-            model = self.best_weights.model(best[0].key, self.space, self._data)
+            model = self.best_weights.model(best[0].key, best[0].candidate, self.space, self._data)
         self.observer.search_finished(
             SearchFinished(
                 s.name, finished, best, result.test_acc, path, interrupted, best_model=model

@@ -42,8 +42,10 @@ def test_only_a_better_trial_replaces_the_kept_weights_and_a_resume_reads_them(t
     keeper.offer("arch/2", -0.7, CANDIDATE, weights(2))
     resumed = BestWeights(tmp_path)  # a search resumed in the same run folder
     assert (resumed.key, resumed.loss) == ("arch/2", -0.7)
-    assert resumed.model("core/0", MLPSpace(), data()) is None  # not the one it holds
-    best = resumed.model("arch/2", MLPSpace(), data())
+    assert resumed.model("core/0", CANDIDATE, MLPSpace(), data()) is None  # not the one it holds
+    other = {**CANDIDATE, "hidden_0": 9}  # another search's trial arch/2, in a reused folder
+    assert resumed.model("arch/2", other, MLPSpace(), data()) is None
+    best = resumed.model("arch/2", CANDIDATE, MLPSpace(), data())
     assert best is not None and not best.model.training
     expected = MLPSpace().build(CANDIDATE, data().spec)
     expected.load_state_dict(weights(2))
