@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dnc.plugins import Candidate, SearchSpace, TensorData
+from dnc.plugins import Candidate, SearchSpace, TensorData, candidate_key
 
 if TYPE_CHECKING:
     import torch
@@ -50,7 +50,7 @@ class BestWeights:
     Example:
         >>> keeper = BestWeights(Path("outputs/run"))
         >>> keeper.offer("core/3", -1.02, candidate, result.best_state)
-        >>> keeper.model("core/3", space, data)  # a BestModel, or None for another trial
+        >>> keeper.model("core/3", candidate, space, data)  # a BestModel, or None
     """
 
     def __init__(self, folder: Path | None = None) -> None:
@@ -102,7 +102,11 @@ class BestWeights:
         """Trial ``key``'s network (``candidate``) with its kept weights; ``None`` when this
         process does not hold them (another worker trained it) or they do not fit (a file left
         by another search in the run folder: a warning)."""
-        if key != self.key or self.state is None or dict(candidate) != self.candidate:
+        if (
+            key != self.key
+            or self.state is None
+            or candidate_key(candidate) != candidate_key(self.candidate)  # fresh or read back
+        ):
             return None
         model = space.build(self.candidate, data.spec)
         try:
