@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 from dnc_mlp.space import MLPSpace
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from dnc.search import StageSpec
@@ -17,8 +18,10 @@ from dnc.search import StageSpec
 sys.path.insert(0, str(Path(__file__).parents[1] / "search"))
 from searches import make_search  # noqa: E402 - the search tests' small searches
 
+from dnc.tracking.mlflow_runs import MlflowRuns  # noqa: E402
 from dnc.tracking.mlflow_tracker import MlflowTracker  # noqa: E402
 from dnc.tracking.pictures import SearchPictures  # noqa: E402
+from dnc.tracking.run_names import trials_view  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +200,31 @@ def test_a_best_network_that_cannot_be_logged_is_a_warning(tmp_path, caplog):
     runs = client.search_runs([client.get_experiment_by_name("dnc").experiment_id])
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert (tmp_path / "run" / "best_model.pt").is_file()  # the weights are kept all the same
+
+
+class _SecondToTag(MlflowClient):
+    """A worker's client that saves the trials view just after another worker did: PostgreSQL
+    refuses the second insert of the tag (``experiment_tag_pk``). ``saved``: whether the other
+    worker's insert went through."""
+
+    saved = True
+
+    def set_experiment_tag(self, experiment_id, key, value):
+        if self.saved:
+            super().set_experiment_tag(experiment_id, key, value)
+        raise MlflowException('duplicate key value violates unique constraint "experiment_tag_pk"')
+
+
+@pytest.mark.parametrize("saved", [True, False])
+def test_workers_saving_the_trials_view_at_once_all_open_the_store(
+    tmp_path, caplog, monkeypatch, saved
+):
+    monkeypatch.setattr(_SecondToTag, "saved", saved)
+    monkeypatch.setattr("mlflow.tracking.MlflowClient", _SecondToTag)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    runs = MlflowRuns(uri, "race")  # opens the store, or says it cannot
+    experiment = MlflowClient(tracking_uri=uri).get_experiment(runs.experiment_id)
+    tag, view = trials_view()
+    assert experiment.name == "race"
+    assert (experiment.tags.get(tag) == view) is saved
+    assert ("trials view was not saved" in caplog.text) is not saved
