@@ -38,6 +38,9 @@ SEARCH = "digits-mlp"
 ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 FAST_HEARTBEAT = ("storage.heartbeat_interval=1", "storage.grace_period=2")
 """A trial left running by a run that failed is judged dead within seconds on resume."""
+ONE_VARIANT = "search=quick"
+"""The paper's stages with one variant of each grid sub-stage besides the best so far (not all
+ten), for a search that one run trains alone."""
 LOG_LINE = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\]\[[\w.]+\]\[[A-Z]+\] - \S")
 
 
@@ -266,7 +269,7 @@ def test_a_disk_that_fills_up_mid_run_stops_it_in_one_line_and_it_resumes(
         folder = disk / "run"
         # storage.retry_s: a full disk is not an unreachable storage to wait out; if it were
         # taken for one, the run would warn and wait (a second line), for seconds, not minutes
-        overrides = ("tracking.uri=null", "storage.retry_s=5", *FAST_HEARTBEAT)
+        overrides = ("tracking.uri=null", "storage.retry_s=5", *FAST_HEARTBEAT, ONE_VARIANT)
         proc = _start(_dnc(folder, *overrides), tmp_path)
         assert proc.stdout is not None
         seen = []
@@ -305,7 +308,7 @@ def test_a_log_file_past_a_size_limit_stops_the_run_in_one_line_and_it_resumes(
     def limited() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    proc = _start(_dnc(folder, "tracking.uri=null"), tmp_path, preexec_fn=limited)
+    proc = _start(_dnc(folder, "tracking.uri=null", ONE_VARIANT), tmp_path, preexec_fn=limited)
     out, err = _communicate(proc, timeout=120)
     _one_error_line(
         err,

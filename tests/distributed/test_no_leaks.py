@@ -32,6 +32,7 @@ def test_passwords_never_leak(tmp_path, postgres_url, mlflow_uri):
     procs = start_workers(
         tmp_path,
         1,
+        "search=quick",  # the paper's three stages, one variant per grid sub-stage
         *TINY,
         "storage.url=${oc.env:DNC_STORAGE_URL}",
         f"tracking.uri={tracking}",

@@ -82,7 +82,7 @@ def test_a_database_restart_mid_trial_loses_and_repeats_nothing(tmp_path, cluste
 
 
 def test_a_database_away_past_retry_s_stops_the_worker_and_the_search_resumes(tmp_path, cluster):
-    """``storage.retry_s=5``: the worker gives up 5 s after the server went away, with one
+    """``storage.retry_s=3``: the worker gives up 3 s after the server went away, with one
     ``dnc: error:`` line and a non-zero status; once the server is back the same command
     resumes the search, which ends exact."""
     url = cluster.new_database()
@@ -92,7 +92,7 @@ def test_a_database_away_past_retry_s_stops_the_worker_and_the_search_resumes(tm
         "dnc",
         f"hydra.run.dir={tmp_path}/run",
         *_common(url),
-        "storage.retry_s=5",
+        "storage.retry_s=3",
     ]
     env = {**os.environ, **THREADS, "PYTHONUNBUFFERED": "1"}
     with (tmp_path / "out.log").open("w") as out, (tmp_path / "err.log").open("w") as err:
@@ -115,7 +115,7 @@ def test_a_database_away_past_retry_s_stops_the_worker_and_the_search_resumes(tm
     errors = [line for line in stderr.splitlines() if line.startswith("dnc: error:")]
     assert len(errors) == 1, stderr
     assert "the Optuna storage at postgresql://dnc:***@127.0.0.1:" in errors[0]
-    assert "longer than storage.retry_s=5" in errors[0]
+    assert "longer than storage.retry_s=3" in errors[0]
     assert "once it is back, resume with: python -m dnc" in errors[0]
     assert "Traceback" not in stderr and cluster.password not in stderr
 

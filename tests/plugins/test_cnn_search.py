@@ -12,6 +12,10 @@ import pytest
 from conftest import run_dnc, write_cifar10
 from optuna.trial import TrialState
 
+# What these tests check is in the Optuna storage and results.json: MLflow (its store made, the
+# best network logged at the end: seconds each) is tested in tests/tracking.
+NO_TRACKING = "tracking.uri=null"
+
 # A small corner of the CNN space, so that a CPU trains it in seconds.
 SMALL_CNN = (
     "search_space.core.conv_layers=[4,5]",
@@ -41,6 +45,7 @@ def test_one_trial_cifar10_search_from_a_torchvision_folder(tmp_path: Path):
         *SMALL_CNN,
         "search.stages=[{name: core, kind: bo, groups: [core, train], trials: 1}]",
         "trainer.epochs=1",
+        NO_TRACKING,
         check=True,
         timeout=300,
     )
@@ -151,6 +156,7 @@ def test_digits_cnn_search_runs_all_three_stages(tmp_path: Path):
         "search.bo.steps=1",
         "search.bo.explore=50",
         "trainer.epochs=1",
+        NO_TRACKING,
         check=True,
         timeout=600,
     )

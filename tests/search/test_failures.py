@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -64,6 +66,20 @@ def HugeMLP(hidden_layers: tuple[int, int]) -> DeepNetsBreak:
     return DeepNetsBreak(lambda: nn.Linear(2**25, 2**22), hidden_layers=hidden_layers)
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow store with its tables made (seconds, each time), to copy."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
+@pytest.fixture
+def mlflow_db(tmp_path: Path, empty_store: Path) -> None:
+    """The test's MLflow store, ``tmp_path/mlflow.db``, made a copy of an empty one."""
+    shutil.copyfile(empty_store, tmp_path / "mlflow.db")
+
+
 def _search(tmp_path, space, trials=6, max_failures=10, trainer=None):
     return make_search(
         tmp_path,
@@ -84,11 +100,13 @@ def _search(tmp_path, space, trials=6, max_failures=10, trainer=None):
     ("space", "reason", "trainer"),
     [
         (DivergingMLP(hidden_layers=(1, 2)), "training loss became nan", None),
-        (HangingMLP(hidden_layers=(1, 2)), "timeout", TrainerSettings(epochs=1, timeout_s=4)),
+        # a normal trial takes a tenth of a second; each hung one holds the search timeout_s
+        (HangingMLP(hidden_layers=(1, 2)), "timeout", TrainerSettings(epochs=1, timeout_s=2)),
         (HugeMLP(hidden_layers=(1, 2)), "out of memory", None),
     ],
     ids=["diverged", "hung", "out-of-memory"],
 )
+@pytest.mark.usefixtures("mlflow_db")
 def test_a_broken_trial_is_failed_with_its_reason_and_the_search_goes_on(
     tmp_path, space, reason, trainer
 ):
@@ -108,6 +126,7 @@ def test_a_broken_trial_is_failed_with_its_reason_and_the_search_goes_on(
     assert all(r.data.tags["fail_reason"].startswith(reason) for r in failed_runs)
 
 
+@pytest.mark.usefixtures("mlflow_db")
 def test_a_search_where_every_trial_fails_stops_with_a_clear_error(tmp_path):
     search = _search(tmp_path, DivergingMLP(hidden_layers=(2, 2)), trials=6, max_failures=3)
     with pytest.raises(TrialsFailed, match="3 trials in a row failed"):

@@ -20,8 +20,9 @@ from optuna.trial import TrialState
 pytestmark = pytest.mark.slow
 
 ARGS = (
-    "search.bo.prior_states=4",
-    "search.bo.steps=2",
+    "search=quick",  # the paper's three stages, one variant per grid sub-stage
+    "search.bo.prior_states=3",
+    "search.bo.steps=1",
     "trainer.epochs=6",
     "search.sampler=tpe",
     "storage.heartbeat_interval=1",
@@ -86,7 +87,7 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path):
 
     core = optuna.load_study(study_name="killme/core", storage=storage).get_trials()
     complete = [t for t in core if t.state == TrialState.COMPLETE]
-    assert len(complete) == 6  # the stage's budget, no more
+    assert len(complete) == 4  # the stage's budget, no more
     for number, finished in finished_before.items():  # finished trials were not retrained
         assert core[number].state == TrialState.COMPLETE
         assert core[number].datetime_complete == finished
@@ -98,7 +99,7 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path):
                 states=(TrialState.COMPLETE,)
             )
         )
-        == 6
+        == 4
     )
     arch = optuna.load_study(study_name="killme/arch", storage=storage).get_trials()
     assert arch and all(t.state == TrialState.COMPLETE for t in arch)
