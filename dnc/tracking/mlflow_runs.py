@@ -12,7 +12,6 @@ Their names, tags and metrics: ``dnc.tracking.run_names``.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -32,16 +31,14 @@ from dnc.tracking.run_names import (
     plain_describe,
     runs_link,
     search_label,
+    share_trials_view,
     stage_tags,
     trial_run_name,
     trial_tags,
-    trials_view,
 )
 
 if TYPE_CHECKING:
     import optuna
-
-log = logging.getLogger(__name__)
 
 _OWNED_S = 10.0
 """A live ``sync`` leaves the running run of a trial finished less than this ago to the worker
@@ -146,28 +143,8 @@ class MlflowRuns:
                 if found is None:  # not another worker's creation first: the error stands
                     raise
             found = found or client.get_experiment_by_name(self.experiment)
-        self._share_trials_view(client, found)
+        share_trials_view(client, found)
         return str(found.experiment_id)
-
-    @staticmethod
-    def _share_trials_view(client: Any, found: Any) -> None:
-        """Save the trials view on the experiment. Workers starting together all try it, and a
-        store on PostgreSQL refuses all but the first insert of the tag: the view another
-        worker saved is as good, and a view that cannot be saved costs the UI a default, not
-        the search."""
-        tag, view = trials_view()
-        if found.tags.get(tag) == view:
-            return
-        try:
-            client.set_experiment_tag(found.experiment_id, tag, view)
-        except Exception as err:
-            again = client.get_experiment(found.experiment_id)
-            if again.tags.get(tag) != view:
-                log.warning(
-                    "the MLflow trials view was not saved on experiment %s (%s)",
-                    found.experiment_id,
-                    scrub(str(err).strip().splitlines()[0] if str(err).strip() else repr(err)),
-                )
 
     def runs_link(self) -> str:
         """Where the MLflow UI shows this experiment's runs (``run_names.runs_link``)."""

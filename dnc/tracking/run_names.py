@@ -14,13 +14,16 @@ their stages and their trials.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from dnc.secrets import mask_url
+from dnc.secrets import mask_url, scrub
+
+log = logging.getLogger(__name__)
 
 PARENT_TAG = "mlflow.parentRunId"
 
@@ -161,6 +164,26 @@ def trials_view() -> tuple[str, str]:
     return f"mlflow.sharedViewState.{TRIALS_VIEW}", json.dumps(state, sort_keys=True)
 
 
+def share_trials_view(client: Any, experiment: Any) -> None:
+    """Save ``trials_view`` on ``experiment`` (an MLflow ``Experiment``) with ``client``.
+    Workers starting together all try it, and a store on PostgreSQL refuses all but the first
+    insert of the tag: the view another worker saved is as good, and a view that cannot be
+    saved costs the UI a default, not the search (a warning)."""
+    tag, view = trials_view()
+    if experiment.tags.get(tag) == view:
+        return
+    try:
+        client.set_experiment_tag(experiment.experiment_id, tag, view)
+    except Exception as err:
+        if client.get_experiment(experiment.experiment_id).tags.get(tag) != view:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            log.warning(
+                "the MLflow trials view was not saved on experiment %s (%s)",
+                experiment.experiment_id,
+                scrub(first),
+            )
+
+
 def runs_link(uri: str, experiment_id: str) -> str:
     """Where the MLflow UI shows an experiment's trials (``TRIALS_VIEW``): the URL for a tracking
     server; for a local store, the ``mlflow ui`` command and the URL it serves."""
@@ -183,6 +206,7 @@ __all__ = [
     "plain_describe",
     "runs_link",
     "search_label",
+    "share_trials_view",
     "short",
     "stage_tags",
     "trial_run_name",
