@@ -8,9 +8,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import must_run
 import numpy as np
 import pytest
 from private_postgres import cluster  # noqa: F401 - a fixture: a private PostgreSQL cluster
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Under CI a skip of a test CI must run (``must_run``) is a failure."""
+    report = yield
+    must_run.skip_is_failure(item, report)
+    return report
+
 
 # Tiny budgets that still exercise every part of a search.
 TINY = ("search.bo.prior_states=3", "search.bo.steps=1", "trainer.epochs=2")

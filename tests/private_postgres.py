@@ -20,18 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import must_run
 import pytest
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
 
 
 def unavailable(reason: str) -> NoReturn:
     """Skip the test, or fail it under CI."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the storage outage tests must run)", pytrace=False)
-    pytest.skip(reason)
+    must_run.unavailable(reason, "the storage outage tests")
 
 
 def postgres_bin() -> Path:

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
+import must_run
 import pytest
 
 HERE = Path(__file__).parent
@@ -69,15 +70,9 @@ SEARCH_TIMEOUT_S = 300
 SERVER_TIMEOUT_S = 120
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
 def unavailable(reason: str) -> NoReturn:
     """Skip the test, or fail it under CI."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the browser tests must run)", pytrace=False)
-    pytest.skip(reason)
+    must_run.unavailable(reason, "the browser tests")
 
 
 def require_tools() -> None:
@@ -110,13 +105,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
-    """Under CI a skip here is a failure; a failed test's report is kept for its screenshot."""
+    """A failed test's report is kept for its screenshot."""
     report = yield
-    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, where the browser tests must run: {reason}"
     if report.when == "call":
         item.stash[_CALL_FAILED] = report.failed
     return report

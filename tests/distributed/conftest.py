@@ -15,20 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
+import must_run
 import pytest
 
 HERE = Path(__file__).parent
 
 
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
 def unavailable(reason: str) -> NoReturn:
     """Skip the test, or fail it under CI."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the distributed tests must run)", pytrace=False)
-    pytest.skip(reason)
+    must_run.unavailable(reason, "the distributed tests")
 
 
 def server_url(variable: str) -> str:
@@ -49,18 +44,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.distributed)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
-    """Under CI a skip here (an ``importorskip``, a ``skipif``...) is a failure."""
-    report = yield
-    if in_ci() and report.skipped and not hasattr(report, "wasxfail"):
-        longrepr = report.longrepr
-        reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
-        report.outcome = "failed"
-        report.longrepr = f"skipped under CI=true, where the distributed tests must run: {reason}"
-    return report
 
 
 @pytest.fixture
