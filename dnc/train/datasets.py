@@ -17,6 +17,8 @@ is an error (no network output could predict it); ``mnist``, ``fmnist``, ``cifar
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -94,6 +96,24 @@ def _first_nonfinite_row(x: np.ndarray) -> int | None:
     return int(hits[0]) if len(hits) else None
 
 
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits (images ``n x 8 x 8``, labels), read from the file it bundles:
+    ``sklearn.datasets`` takes seconds to import (SciPy and more), which each worker of a search
+    would pay; ``load_digits`` where that file is not where scikit-learn keeps it."""
+    spec = importlib.util.find_spec("sklearn")
+    folders = list(spec.submodule_search_locations or []) if spec else []
+    for folder in folders:
+        path = Path(folder) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as f:
+                table = np.loadtxt(f, delimiter=",")
+            return table[:, :-1].reshape(-1, 8, 8), table[:, -1]
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.images, bunch.target
+
+
 class Digits(Dataset):
     """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes), scaled to [0, 1].
 
@@ -107,11 +127,9 @@ class Digits(Dataset):
         self.test_split = _check_split(test_split)
 
     def load(self, seed: int) -> TensorData:
-        from sklearn.datasets import load_digits
-
-        bunch = load_digits()
-        x = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]  # n x 1 x 8 x 8
-        y = bunch.target.astype(np.int64)
+        images, target = _digits()
+        x = (images / 16.0).astype(np.float32)[:, None, :, :]  # n x 1 x 8 x 8
+        y = target.astype(np.int64)
         xrest, yrest, xte, yte = split_validation(x, y, self.test_split, seed=0)
         return to_tensor_data(
             self.name, *split_validation(xrest, yrest, self.val_split, seed), xte, yte

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,25 @@ def test_digits_shapes_and_split_sizes():
     other = Digits().load(seed=1)
     assert not torch.equal(other.yva, data.yva)  # the seed moves the validation split
     assert torch.equal(other.yte, data.yte)  # the test set is fixed
+
+
+def test_digits_are_scikit_learns_without_importing_sklearn_datasets():
+    from sklearn.datasets import load_digits
+
+    code = (
+        "import sys; from dnc.train.datasets import Digits; d = Digits().load(seed=0); "
+        "print(len(d.xtr) + len(d.xva) + len(d.xte), 'sklearn.datasets' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1797", "False"]  # seconds of imports saved in each worker
+    data, reference = Digits().load(seed=0), load_digits()
+    x = np.concatenate([data.xtr.numpy(), data.xva.numpy(), data.xte.numpy()])
+    y = np.concatenate([data.ytr.numpy(), data.yva.numpy(), data.yte.numpy()])
+    pairs = sorted(zip(y.tolist(), x.reshape(len(x), -1).round(4).tolist(), strict=True))
+    expected = sorted(
+        zip(reference.target.tolist(), (reference.data / 16.0).round(4).tolist(), strict=True)
+    )
+    assert pairs == expected
 
 
 def _write_npz(path: Path, with_val: bool = False) -> dict[str, np.ndarray]:
