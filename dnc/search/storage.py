@@ -14,6 +14,7 @@ import importlib
 import logging
 import math
 import random
+import re
 import time
 import uuid
 import warnings
@@ -60,8 +61,7 @@ def open_storage(
 
     remember(url)
     # Workers started together on a fresh database all create Optuna's tables: on SQLite they
-    # take turns (a file lock), elsewhere the losers of that race (a table or row that already
-    # exists) try again; any other error (no server, a wrong password) is reported at once.
+    # take turns (a file lock), elsewhere the race's losers try again; other errors stop at once.
     for attempt in range(_OPEN_ATTEMPTS):
         try:
             with coordination.sqlite_lock(url):
@@ -72,22 +72,24 @@ def open_storage(
             if race and attempt + 1 < _OPEN_ATTEMPTS:
                 time.sleep(random.uniform(0.2, 1.0) * (attempt + 1))
                 continue
-            detail = scrub(str(err).splitlines()[0] if str(err) else repr(err))
+            detail = _reason(err)  # the driver's words, not Optuna's "error during the commit"
             if isinstance(err, ImportError) and url.startswith("postgresql"):
                 detail += '; install the driver: pip install "dnc[postgres]"'
+            elif _FULL.search(detail):
+                detail += "; it takes no more connections: run fewer workers, or raise its "
+                detail += "max_connections (or the role's or database's connection limit)"
             raise UserError(
                 f"storage.url={mask_url(url)!r}: cannot open the Optuna storage ({detail})"
             ) from err
     if grace_period is None and heartbeat_interval is not None:
         grace_period = 2 * heartbeat_interval  # Optuna's default
-    return RetryingStorage(
-        rdb,
-        retry_s=StorageSettings.retry_s if retry_s is None else retry_s,
-        grace_period=grace_period or 0,
-    )
+    retry_s = StorageSettings.retry_s if retry_s is None else retry_s
+    return RetryingStorage(rdb, retry_s=retry_s, grace_period=grace_period or 0)
 
 
 _OPEN_ATTEMPTS = 4
+# PostgreSQL's refusals past max_connections, or a role's or database's CONNECTION LIMIT
+_FULL = re.compile(r"too many (connections|clients)|connection slots", re.IGNORECASE)
 
 # libpq: give up connecting after 10 s (a host that does not answer), and notice a server that
 # vanished under an open connection within about a minute (TCP keepalives).

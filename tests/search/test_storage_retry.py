@@ -292,3 +292,16 @@ def test_away_past_retry_s_is_one_line_and_then_it_works_again(cluster, pg_url):
     assert cluster.password not in message
     study.set_user_attr("k", 2)  # back: calls work again
     assert study.user_attrs == {"k": 2}
+
+
+def test_a_server_that_takes_no_more_connections_is_one_line_that_says_so(cluster, pg_url):
+    """Too many workers for the database server: at start, a line that names the limit and
+    what to do, not Optuna's "an exception is raised during the commit"."""
+    cluster._sql(f"ALTER DATABASE {pg_url.rsplit('/', 1)[1]} CONNECTION LIMIT 0")
+    with pytest.raises(UserError) as err:
+        open_storage(pg_url)
+    message = str(err.value)
+    assert message.startswith("storage.url='postgresql://dnc:***@127.0.0.1:"), message
+    assert "too many connections for database" in message
+    assert "run fewer workers, or raise its max_connections" in message
+    assert "\n" not in message and cluster.password not in message
