@@ -357,8 +357,11 @@ def page(
 ) -> Iterator[Any]:
     """A fresh page (its own context: no state left by another test's visit); screenshot to
     ``<test>-failure.png`` when the test fails."""
+    from playwright.sync_api import expect
+
     context = chromium.new_context(viewport=VIEWPORT)
     context.set_default_timeout(WAIT_MS)
+    expect.set_options(timeout=WAIT_MS)  # assertions wait as long as actions (default 5 s)
     page = context.new_page()
     try:
         yield page

@@ -157,7 +157,7 @@ def test_the_search_run_shows_its_pictures_and_its_model(
     page.get_by_text("pictures", exact=True).first.click()
     expect(page.get_by_text(front, exact=True).first).to_be_visible()
     page.get_by_text(front, exact=True).first.click()
-    expect(page.locator("img").last).to_be_visible()
+    expect(page.get_by_role("img", name=f"pictures/{front}")).to_be_visible()  # the preview
     page.screenshot(path=str(output_dir / "mlflow-search-run-pictures.png"))
     shutil.copy(searched.run_dir / front, output_dir / "front.png")  # the README shows it
     page.goto(
