@@ -43,7 +43,7 @@ import math
 import random
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import optuna
@@ -90,7 +90,8 @@ class Proposal:
     ``acquisition``: the log-EI of the choice (``bo`` only); ``pending``: how many running
     trials entered it as pending points; ``model``: what the GPs modelled (``split`` or
     ``loss``; ``bo`` only); ``kernel``: the fitted ``omega`` and weights of the candidate
-    kernel's parts, per GP (``fit_kernel`` only).
+    kernel's parts, per GP (``fit_kernel`` only); ``observed``: how many finished trials the
+    GPs learnt from (completed ones and pruned ones, at their last value; ``bo`` only).
     """
 
     params: dict[str, Any]
@@ -100,6 +101,7 @@ class Proposal:
     pending: int = 0
     kernel: dict[str, dict[str, list[float]]] | None = None
     model: str | None = None
+    observed: int = 0
 
 
 @contextlib.contextmanager
@@ -249,6 +251,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 info: dict[str, Any] = {"phase": prop.phase}
                 if prop.acquisition is not None:
                     info.update(log_ei=prop.acquisition, pending=prop.pending, model=prop.model)
+                    info["observed"] = prop.observed
                 if prop.kernel is not None:
                     info["kernel"] = prop.kernel
                 optuna_compat.set_trial_system_attr(study, trial, PHASE_ATTR, info)
@@ -266,7 +269,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         for t in study.get_trials(deepcopy=False):
             if t.number == trial.number:
                 continue
-            if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
+            if _observed(t):
                 known = self._known(study, t)
                 if known is not None:
                     if self.loss_parts is not None:
@@ -285,7 +288,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         if trial.number < self.prior_states or len(finished) < 2 or self._encoder is None:
             return self._prior(trial.number, taken)
         sign = -1.0 if study.direction == StudyDirection.MINIMIZE else 1.0
-        return self._bo(trial.number, finished, [sign * y for y in outcomes], pending, taken)
+        prop = self._bo(trial.number, finished, [sign * y for y in outcomes], pending, taken)
+        return replace(prop, observed=len(finished)) if prop.phase == "bo" else prop
 
     def _parts(self, t: FrozenTrial) -> tuple[float, float] | None:
         """A finished trial's ``(fp, fc)`` for the split model (``None``: not recorded, or not
@@ -383,6 +387,13 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         return Proposal(
             params, candidate, "bo", float(scores[best]), len(pending), kernel, acq.model
         )
+
+
+def _observed(trial: FrozenTrial) -> bool:
+    """A trial the model learns from: completed, or stopped early by a pruner (Optuna records
+    its last reported value; a trial given up as a duplicate has none), with a finite value."""
+    done = trial.state == TrialState.COMPLETE or trial.state == TrialState.PRUNED
+    return done and trial.value is not None and math.isfinite(trial.value)
 
 
 __all__ = ["PHASE_ATTR", "LossSplit", "Proposal", "RampBOSampler"]

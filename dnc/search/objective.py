@@ -93,12 +93,22 @@ def evaluate(
     seed: int,
     on_epoch: Callable[[int, float, float], None] | None = None,
     keep_best: bool = False,
+    should_stop: Callable[[dict[str, float]], bool] | None = None,
 ) -> Evaluation:
     """Build, train and cost ``candidate`` (``on_epoch`` and ``keep_best``: as
-    ``dnc.train.trainer.train`` takes them). Raises ``TrialDiverged`` on a NaN loss."""
-    from dnc.train.trainer import count_params, train
+    ``dnc.train.trainer.train`` takes them; ``should_stop(figures so far)`` after each epoch
+    but the last: true stops training, ``Evaluation.result.stopped``). Raises
+    ``TrialDiverged`` on a NaN loss."""
+    from dnc.train.trainer import train
 
     model = space.build(candidate, data.spec)
+    stop = None
+    if should_stop is not None:
+        measured = cost.measure(model, candidate, data.spec)  # the cost's own: not trained
+
+        def stop(so_far: TrainResult) -> bool:
+            return should_stop({**_figures(so_far, model), **measured})
+
     result = train(
         model,
         data,
@@ -109,15 +119,23 @@ def evaluate(
         seed=seed,
         on_epoch=on_epoch,
         keep_best=keep_best,
+        should_stop=stop,
     )
-    figures: dict[str, float] = {
+    figures = _figures(result, model)
+    figures.update(cost.measure(model, candidate, data.spec))
+    return Evaluation(figures=figures, loss=score(figures, wc, cost), result=result)
+
+
+def _figures(result: TrainResult, model: Any) -> dict[str, float]:
+    """The figures every trial records (``records.ALWAYS_FIGURES``), of a training so far."""
+    from dnc.train.trainer import count_params
+
+    return {
         "best_val_acc": result.best_val_acc,
         "t_epoch": result.t_epoch,
         "numparams": float(count_params(model)),
         "epochs_run": float(result.epochs_run),
     }
-    figures.update(cost.measure(model, candidate, data.spec))
-    return Evaluation(figures=figures, loss=score(figures, wc, cost), result=result)
 
 
 __all__ = [

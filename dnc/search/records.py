@@ -12,7 +12,8 @@ evaluator's; each also as a number of its own under its ``metrics_of`` name, suc
 ``w<index>@host:pid``), ``train_seconds`` (wall time of building, training and measuring it),
 ``fail_reason`` (a trial that failed on its own; ``interrupted`` for one stopped by a signal, whose
 slot is run again), ``duplicate_of`` (a trial given up because another worker holds its candidate:
-``PRUNED``), ``mlflow_run_id``.
+``PRUNED``), ``pruned_at_epoch`` (a trial a pruner stopped, ``PRUNED`` with its figures so far),
+``mlflow_run_id``.
 
 On a stage's study (``user_attrs``): ``dnc.settings`` (the search's settings), ``dnc.cost``
 (the cost evaluator and its calibrated normaliser; on the first stage's study),
@@ -41,6 +42,7 @@ WORKER = "worker"
 TRAIN_SECONDS = "train_seconds"  # wall time of building, training and measuring the candidate
 CURVES = "curves"  # per-epoch series of a completed trial: train_loss, val_acc
 DUPLICATE_OF = "duplicate_of"  # a trial given up: its candidate was taken by this trial
+PRUNED_AT = "pruned_at_epoch"  # a trial a pruner stopped after this epoch (trainer.pruner)
 FAIL_REASON = "fail_reason"
 INTERRUPTED = "interrupted"  # the fail_reason of a trial stopped by SIGTERM or Ctrl-C
 MLFLOW_RUN = "mlflow_run_id"
@@ -126,17 +128,30 @@ def fail_reason(trial: FrozenTrial) -> str | None:
 
 
 def counts_against_budget(trial: FrozenTrial) -> bool:
-    """Finished trials use up a stage's budget: completed ones, and failed ones that failed on
-    their own (a NaN loss, an error). A trial failed because its worker died (Optuna's
-    heartbeat, or a resumed search) or was interrupted does not: its slot is run again."""
-    if trial.state == TrialState.COMPLETE:
+    """Finished trials use up a stage's budget: completed ones, pruned ones (``pruned``), and
+    failed ones that failed on their own (a NaN loss, an error). A trial failed because its
+    worker died (Optuna's heartbeat, or a resumed search) or was interrupted does not: its slot
+    is run again."""
+    if trial.state == TrialState.COMPLETE or pruned(trial):
         return True
     return trial.state == TrialState.FAIL and fail_reason(trial) is not None
+
+
+def pruned(trial: FrozenTrial) -> bool:
+    """A trial a pruner stopped early (``PRUNED`` with its figures so far; a trial given up
+    for a taken candidate is ``PRUNED`` too, with ``duplicate_of`` and no figures)."""
+    return trial.state == TrialState.PRUNED and PRUNED_AT in trial.user_attrs
 
 
 def abandoned(trial: FrozenTrial) -> bool:
     """A trial failed because its worker died or was interrupted: its slot is run again."""
     return trial.state == TrialState.FAIL and fail_reason(trial) is None
+
+
+def ended(trial: FrozenTrial) -> bool:
+    """Completed, failed (on its own or not), or pruned by a pruner: a trial with an outcome
+    (not queued, running, or given up as a duplicate)."""
+    return trial.state in (TrialState.COMPLETE, TrialState.FAIL) or pruned(trial)
 
 
 def in_flight(trial: FrozenTrial) -> bool:
@@ -177,6 +192,7 @@ __all__ = [
     "CURVES",
     "COST",
     "DUPLICATE_OF",
+    "PRUNED_AT",
     "FAIL_REASON",
     "INTERRUPTED",
     "FIGURES",
@@ -197,10 +213,12 @@ __all__ = [
     "candidate_key",
     "abandoned",
     "counts_against_budget",
+    "ended",
     "fail_reason",
     "figures",
     "in_flight",
     "metrics_of",
+    "pruned",
     "ranked",
     "tried_key",
 ]

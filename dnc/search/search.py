@@ -33,6 +33,7 @@ from dnc.search.events import (
     StageStarted,
 )
 from dnc.search.objective import LossParts
+from dnc.search.pruning import make_pruner
 from dnc.search.results import SearchResult, final_test, recorded_test_acc, write_results
 from dnc.search.settings import SearchSettings, StorageSettings
 from dnc.search.stages import Stage, StageContext, describe_stages, make_stage
@@ -185,6 +186,7 @@ class Search:
             study_name=study_name(self.settings.name, stage.spec.name),
             direction="minimize",
             load_if_exists=True,
+            pruner=make_pruner(self.trainer) or optuna.pruners.NopPruner(),
         )
         if study.metric_names is None:  # what optuna-dashboard calls the objective
             with warnings.catch_warnings():
@@ -335,6 +337,7 @@ class Search:
             "cost": self.cost.name,
             "cost_settings": json.dumps(self.cost.settings()),
             "epochs": self.trainer.epochs,
+            "pruner": self.trainer.pruner,
             "bo": json.dumps(asdict(s.bo)),
             "final_test": s.final_test,
         }

@@ -32,7 +32,8 @@ from dnc.plugins import Candidate, CostEvaluator, SearchSpace, TensorData, UserE
 from dnc.search import records
 from dnc.search.best_model import BestWeights
 from dnc.search.events import SearchObserver, TrialProgress, TrialStarted
-from dnc.search.objective import evaluate
+from dnc.search.objective import evaluate, score
+from dnc.search.pruning import make_pruner
 from dnc.train.settings import TrainerSettings, TrialDiverged, TrialTimedOut
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def worker_name(index: int | None = None) -> str:
 @dataclass(frozen=True)
 class TrialOutcome:
     """What one trial did: completed with ``figures`` and ``loss`` (and the per-epoch
-    ``curves``), or failed with ``fail_reason``."""
+    ``curves``; pruned after epoch ``pruned_at``: those of the epochs it ran), or failed with
+    ``fail_reason``."""
 
     stage: str
     number: int
@@ -60,6 +62,7 @@ class TrialOutcome:
     loss: float | None = None
     fail_reason: str | None = None
     curves: Mapping[str, Sequence[float]] = field(default_factory=dict)
+    pruned_at: int | None = None  # the epoch after which a pruner stopped it
 
     @property
     def failed(self) -> bool:
@@ -125,6 +128,7 @@ class TrialRunner:
         best_weights: BestWeights | None = None,
     ) -> None:
         self.worker = worker
+        self.pruner = make_pruner(trainer)
         self.best_weights = best_weights
         self._state: Any = None  # the weights of the last trial's best epoch
         self.space = space
@@ -176,6 +180,7 @@ class TrialRunner:
                             seed=self.seed * 100_003 + trial.number,
                             on_epoch=self._progress(stage, trial.number),
                             keep_best=self.best_weights is not None,
+                            should_stop=self._pruning(study, trial),
                         )
                 except UserError:  # the settings cannot work: stop the search
                     raise
@@ -198,8 +203,11 @@ class TrialRunner:
             study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
             raise
         curves = {"train_loss": ev.result.train_loss, "val_acc": ev.result.val_acc}
+        pruned = ev.result.stopped
         try:
             trial.set_user_attr(records.TRAIN_SECONDS, round(time.perf_counter() - started, 4))
+            if pruned:
+                trial.set_user_attr(records.PRUNED_AT, ev.result.epochs_run)
             trial.set_user_attr(records.FIGURES, ev.figures)
             for name, value in records.metrics_of(ev.figures).items():  # sortable in dashboards
                 if value is not None and math.isfinite(value):
@@ -215,8 +223,11 @@ class TrialRunner:
                 stage,
             )
             raise TrialLost(trial.number) from err
-        study.tell(trial, ev.loss, skip_if_finished=True)
-        self._state = ev.result.best_state
+        if pruned:  # its value: the search loss it last reported (Optuna records it)
+            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+        else:
+            study.tell(trial, ev.loss, skip_if_finished=True)
+            self._state = ev.result.best_state
         return TrialOutcome(
             stage,
             trial.number,
@@ -225,7 +236,24 @@ class TrialRunner:
             figures=ev.figures,
             loss=ev.loss,
             curves=curves,
+            pruned_at=ev.result.epochs_run if pruned else None,
         )
+
+    def _pruning(
+        self, study: optuna.Study, trial: optuna.Trial
+    ) -> Callable[[dict[str, float]], bool] | None:
+        """With ``trainer.pruner``, what the trainer asks after each epoch: the trial reports
+        its search loss so far and the stage study's pruner says whether to stop
+        (``dnc.search.pruning``)."""
+        if self.pruner is None:
+            return None
+        study.pruner = self.pruner  # this worker's handle on the stage's study
+
+        def should_stop(figures: dict[str, float]) -> bool:
+            trial.report(score(figures, self.wc, self.cost), int(figures["epochs_run"]))
+            return trial.should_prune()
+
+        return should_stop
 
     def _progress(self, stage: str, number: int) -> Callable[[int, float, float], None]:
         def tell(epoch: int, train_loss: float, val_acc: float) -> None:

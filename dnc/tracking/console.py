@@ -192,7 +192,10 @@ class SearchConsole(SearchObserver):
             self._trial_done(event, best)
             return
         f = o.figures
-        mark = " [green]*[/green]" if o.loss <= event.best else ""
+        if o.pruned_at is not None:  # never a pick: its loss is of the epochs it ran
+            mark = f" [yellow]pruned after epoch {o.pruned_at}[/yellow]"
+        else:
+            mark = " [green]*[/green]" if o.loss <= event.best else ""
         self.print(
             f"{head}  val {f['best_val_acc']:6.2f}%  t_epoch {f['t_epoch'] * 1e3:7.1f} ms"
             f"  params {int(f['numparams']):>9,}  loss {o.loss:+.4f}{mark}  | {best}"

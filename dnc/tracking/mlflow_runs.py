@@ -52,9 +52,10 @@ _HTTP_DEFAULTS = {
 
 
 def _trial_status(trial: FrozenTrial) -> str:
-    """A finished trial's run status: ``FINISHED``, ``FAILED`` (on its own) or ``KILLED``
-    (its worker died or was interrupted)."""
-    if trial.state == TrialState.COMPLETE:
+    """A finished trial's run status: ``FINISHED`` (pruned ones too: their metric
+    ``pruned_at_epoch`` says so), ``FAILED`` (on its own) or ``KILLED`` (its worker died or was
+    interrupted)."""
+    if trial.state == TrialState.COMPLETE or records.pruned(trial):
         return "FINISHED"
     return "KILLED" if records.abandoned(trial) else "FAILED"
 
@@ -200,9 +201,7 @@ class MlflowRuns:
             for name in names:
                 study = first if name == names[0] else load(storage, name)
                 stage = name.rsplit("/", 1)[1]
-                done = study.get_trials(
-                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)
-                )
+                done = [t for t in study.get_trials(deepcopy=False) if records.ended(t)]
                 if live and not done and not study.user_attrs.get(records.MLFLOW_STAGE_RUN):
                     continue  # its stage_started creates its run, with the stage's params
                 stage_run = self._ensure(
@@ -272,6 +271,8 @@ class MlflowRuns:
                 continue
             self._open_trials.pop((stage, t.number), None)
             figures = {**(records.figures(t) or {}), "search_loss": t.value}
+            if records.pruned(t):
+                figures[records.PRUNED_AT] = t.user_attrs[records.PRUNED_AT]
             curves = t.user_attrs.get(records.CURVES) or {}
             self._write_trial(run_id, figures, curves, records.fail_reason(t), status)
         return created, closed

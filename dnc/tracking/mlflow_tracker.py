@@ -148,6 +148,8 @@ class MlflowTracker(MlflowRuns, SearchObserver):
         if run is None:
             return
         figures = {**(o.figures or {}), "search_loss": o.loss}
+        if o.pruned_at is not None:
+            figures[records.PRUNED_AT] = o.pruned_at
         self._write_trial(
             run, figures, o.curves, o.fail_reason, "FAILED" if o.failed else "FINISHED"
         )

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("auto", "fp32", "bf16")
+PRUNERS = ("none", "median", "hyperband")
 
 
 class TrialDiverged(Exception):
@@ -38,6 +39,9 @@ class TrainerSettings:
     which ``t_epoch`` leaves out). ``device``: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     ``timeout_s``: a trial (building, training and measuring its candidate) that runs longer
     is stopped and recorded as failed with reason ``timeout`` (0: no limit).
+    ``pruner``: stop hopeless trials early with an Optuna pruner (``none``, ``median`` or
+    ``hyperband``; ``dnc.search.pruning``): each epoch reports the search loss so far, and a
+    pruned trial is recorded ``PRUNED`` with its figures so far.
 
     Example:
         >>> TrainerSettings(epochs=100, augment="flip_crop", device="cpu").augment
@@ -54,6 +58,7 @@ class TrainerSettings:
     precision: str = "auto"
     compile: bool = False
     timeout_s: float = 0.0
+    pruner: str = "none"
 
     def __post_init__(self) -> None:
         from dnc.train.augment import get_augment
@@ -74,6 +79,8 @@ class TrainerSettings:
             )
         if not (self.timeout_s >= 0 and math.isfinite(self.timeout_s)):
             raise UserError(f"trainer.timeout_s={self.timeout_s}: give seconds >= 0 (0: no limit)")
+        if self.pruner not in PRUNERS:
+            raise UserError(f"trainer.pruner={self.pruner!r}: choose one of {', '.join(PRUNERS)}")
         if not isinstance(self.compile, bool):
             raise UserError(f"trainer.compile={self.compile!r}: use true or false")
         if self.device not in ("auto", "cpu"):  # those need no check (nor torch, yet)

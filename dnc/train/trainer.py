@@ -30,7 +30,7 @@ from dnc.train.settings import TrainerSettings, TrialDiverged
 class TrainResult:
     """What one training run measured. ``t_epoch`` is seconds per epoch of training only;
     ``best_state`` the model's ``state_dict`` after its best epoch (on the device; kept only
-    when ``train(..., keep_best=True)``)."""
+    when ``train(..., keep_best=True)``); ``stopped``: ``should_stop`` ended training early."""
 
     best_val_acc: float
     best_epoch: int
@@ -39,6 +39,7 @@ class TrainResult:
     train_loss: list[float] = field(default_factory=list)
     val_acc: list[float] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] | None = None
+    stopped: bool = False
 
 
 def count_params(model: nn.Module) -> int:
@@ -135,11 +136,13 @@ def train(
     seed: int = 0,
     on_epoch: Callable[[int, float, float], None] | None = None,
     keep_best: bool = False,
+    should_stop: Callable[[TrainResult], bool] | None = None,
 ) -> TrainResult:
     """Train ``model`` with Adam on ``data.xtr``; validate on ``data.xva`` after every epoch.
     ``on_epoch(epoch, train_loss, val_acc)`` is called after each (``epoch`` from 0);
     ``keep_best`` keeps a copy of the weights of the best epoch (``TrainResult.best_state``),
-    copied on the device, outside the timed epoch.
+    copied on the device, outside the timed epoch. ``should_stop(result so far)``, after each
+    epoch but the last: true ends training there (``TrainResult.stopped``; a pruner's call).
 
     Tensors already on the right device are not copied. Raises ``TrialDiverged`` when the loss
     becomes NaN or infinite, ``UserError`` when ``settings.augment`` needs images and the data
@@ -212,6 +215,11 @@ def train(
                 result.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         elif settings.patience and epoch - result.best_epoch >= settings.patience:
             break
+        if should_stop is not None and epoch + 1 < settings.epochs:
+            result.t_epoch = _typical(epoch_times)
+            if should_stop(result):
+                result.stopped = True
+                break
     result.t_epoch = _typical(epoch_times)
     return result
 

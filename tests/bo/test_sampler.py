@@ -198,6 +198,7 @@ def test_a_running_trial_near_the_choice_changes_it_a_far_one_does_not() -> None
         "log_ei": 0,
         "pending": 0,
         "model": "loss",
+        "observed": 12,  # the finished trials, not the failed one
     }
     chosen = alone.params
     step = 1 if chosen["batch_size"] < 512 else -1
@@ -447,6 +448,7 @@ def test_split_model_takes_running_trials_as_pending_points() -> None:
         "log_ei": 0,
         "pending": 0,
         "model": "split",
+        "observed": 12,  # the finished trials, not the failed one
     }
     chosen = alone.params
     step = 1 if chosen["batch_size"] < 512 else -1
