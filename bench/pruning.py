@@ -1,0 +1,132 @@
+"""Early stopping with Optuna's pruners: epochs trained and final best loss of the default
+search with ``trainer.pruner=median`` and ``hyperband`` against ``none`` (the baseline, in the
+same run).
+
+Each seed runs the same command three times, once per pruner, as a user would (``python -m
+dnc seed=S trainer.pruner=P tracking.uri=null``: the paper's three stages on digits, 15 epochs
+per trial), seed by seed so that background load hits the three alike; ``--jobs`` searches run
+at once, each on one thread. Then, from each search's Optuna storage:
+
+- ``epochs``: the epochs trained by all its trials (``figures.epochs_run``, pruned ones
+  included);
+- ``best_loss``: its best completed trial's search loss, re-scored with the cost of that seed's
+  ``none`` search (the same ``tbar_epoch`` for the three: the calibrations differ by timing
+  noise).
+
+Last line: one JSON object: ``epochs_ratio`` (a pruner's epochs over ``none``'s, summed over
+the seeds), ``best_loss_diff`` (a pruner's mean best loss minus ``none``'s: above 0 is worse),
+the per-seed figures, and the machine. Target (issue #16): at least 40% fewer epochs with a
+mean best loss within 0.01.
+
+    python bench/pruning.py [--seeds 10] [--jobs 2] [--search default] [--epochs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from dnc.search import records
+from dnc.search.storage import load, open_storage, ranked_trials, recorded_cost, search_studies
+
+PRUNERS = ("none", "median", "hyperband")
+SEARCH = "digits-mlp"
+WC = 0.1
+
+
+def machine() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, CPU only, one thread per search"
+    )
+
+
+def run_search(folder: Path, seed: int, pruner: str, args: argparse.Namespace) -> Path:
+    """One search, as the command line runs it; its run folder."""
+    run = folder / f"seed{seed}-{pruner}"
+    command = [
+        sys.executable, "-m", "dnc", f"hydra.run.dir={run}", f"seed={seed}",
+        f"trainer.pruner={pruner}", f"trainer.epochs={args.epochs}", f"search={args.search}",
+        "tracking.uri=null", f"search.wc={WC}",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    return run
+
+
+def figures_of(run: Path, cost_of: Path) -> dict[str, float]:
+    """Epochs trained, trials, pruned trials and the best loss (re-scored with the cost of the
+    search in ``cost_of``) of the search in ``run``."""
+    storage = open_storage(f"sqlite:///{run}/optuna.db")
+    cost = recorded_cost(load(open_storage(f"sqlite:///{cost_of}/optuna.db"), f"{SEARCH}/core"))
+    epochs = trials = pruned = 0
+    for name in search_studies(storage, SEARCH):
+        for t in load(storage, name).get_trials(deepcopy=False):
+            figures = records.figures(t)
+            if figures is not None:
+                epochs += int(figures["epochs_run"])
+                trials += 1
+                pruned += records.pruned(t)
+    best = ranked_trials(storage, SEARCH, wc=WC, cost=cost)[0].loss
+    return {"epochs": epochs, "trials": trials, "pruned": pruned, "best_loss": best}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--search", default="default")
+    parser.add_argument("--epochs", type=int, default=15)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dnc-bench-pruning-") as tmp:
+        folder = Path(tmp)
+        jobs = [(seed, pruner) for seed in range(args.seeds) for pruner in PRUNERS]
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            done = pool.map(lambda job: run_search(folder, *job, args), jobs)
+            runs = dict(zip(jobs, done, strict=True))
+        per_seed = {
+            pruner: [figures_of(runs[(s, pruner)], runs[(s, "none")]) for s in range(args.seeds)]
+            for pruner in PRUNERS
+        }
+    total = {p: sum(f["epochs"] for f in rows) for p, rows in per_seed.items()}
+    mean = {p: statistics.fmean(f["best_loss"] for f in rows) for p, rows in per_seed.items()}
+    result = {
+        "epochs_ratio": {p: round(total[p] / total["none"], 4) for p in PRUNERS[1:]},
+        "best_loss_diff": {p: round(mean[p] - mean["none"], 4) for p in PRUNERS[1:]},
+        "epochs": total,
+        "mean_best_loss": {p: round(v, 4) for p, v in mean.items()},
+        "per_seed": per_seed,
+        "settings": {
+            "seeds": args.seeds,
+            "search": args.search,
+            "epochs": args.epochs,
+            "wc": WC,
+            "jobs": args.jobs,
+        },  # fmt: skip
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    for pruner in PRUNERS[1:]:
+        print(
+            f"{pruner:>9}: {result['epochs_ratio'][pruner]:.3f} of the epochs, mean best loss "
+            f"{result['best_loss_diff'][pruner]:+.4f} against none"
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
