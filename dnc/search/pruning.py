@@ -5,7 +5,7 @@ of its best validation accuracy so far and its cost: ``t_epoch`` over the epochs
 intermediate value of that epoch, and asks the stage study's pruner whether to go on:
 
 - ``median``: ``optuna.pruners.MedianPruner``: stopped when worse than the median of the
-  earlier trials at the same epoch, once 5 trials have finished and past the first quarter of
+  earlier trials at the same epoch, once 5 trials have completed and past the first quarter of
   the epochs;
 - ``hyperband``: ``optuna.pruners.HyperbandPruner`` from 1 epoch to ``trainer.epochs``
   (reduction factor 3).

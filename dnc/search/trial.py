@@ -33,7 +33,6 @@ from dnc.search import records
 from dnc.search.best_model import BestWeights
 from dnc.search.events import SearchObserver, TrialProgress, TrialStarted
 from dnc.search.objective import evaluate, score
-from dnc.search.pruning import make_pruner
 from dnc.train.settings import TrainerSettings, TrialDiverged, TrialTimedOut
 
 log = logging.getLogger(__name__)
@@ -128,7 +127,6 @@ class TrialRunner:
         best_weights: BestWeights | None = None,
     ) -> None:
         self.worker = worker
-        self.pruner = make_pruner(trainer)
         self.best_weights = best_weights
         self._state: Any = None  # the weights of the last trial's best epoch
         self.space = space
@@ -243,11 +241,10 @@ class TrialRunner:
         self, study: optuna.Study, trial: optuna.Trial
     ) -> Callable[[dict[str, float]], bool] | None:
         """With ``trainer.pruner``, what the trainer asks after each epoch: the trial reports
-        its search loss so far and the stage study's pruner says whether to stop
-        (``dnc.search.pruning``)."""
-        if self.pruner is None:
+        its search loss so far and the stage study's pruner (``Search`` makes the study with
+        it: ``dnc.search.pruning``) says whether to stop."""
+        if self.trainer.pruner == "none":
             return None
-        study.pruner = self.pruner  # this worker's handle on the stage's study
 
         def should_stop(figures: dict[str, float]) -> bool:
             trial.report(score(figures, self.wc, self.cost), int(figures["epochs_run"]))

@@ -22,10 +22,11 @@ from optuna.trial import FrozenTrial, TrialState
 from dnc.plugins import UserError
 from dnc.search import coordination, records
 from dnc.search.records import metrics_of
-from dnc.secrets import mask_url, remember, scrub
+from dnc.secrets import mask_url, remember
 from dnc.tracking.run_names import (
     PARENT_TAG,
     curve_entries,
+    error_line,
     metric_entries,
     param_entries,
     plain_describe,
@@ -128,7 +129,7 @@ class MlflowRuns:
         except Exception as err:  # unreachable server, unwritable file, bad scheme ...
             raise UserError(
                 f"tracking.uri={mask_url(self.uri)!r}: cannot open the MLflow store "
-                f"({scrub(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))})"
+                f"({error_line(err)})"
             ) from err
         self._client = client
 

@@ -164,6 +164,13 @@ def trials_view() -> tuple[str, str]:
     return f"mlflow.sharedViewState.{TRIALS_VIEW}", json.dumps(state, sort_keys=True)
 
 
+def error_line(err: BaseException) -> str:
+    """The first line of an MLflow error (its ``repr`` when it says nothing), passwords
+    scrubbed."""
+    text = str(err).strip()
+    return scrub(text.splitlines()[0] if text else repr(err))
+
+
 def share_trials_view(client: Any, experiment: Any) -> None:
     """Save ``trials_view`` on ``experiment`` (an MLflow ``Experiment``) with ``client``.
     Workers starting together all try it, and a store on PostgreSQL refuses all but the first
@@ -176,11 +183,10 @@ def share_trials_view(client: Any, experiment: Any) -> None:
         client.set_experiment_tag(experiment.experiment_id, tag, view)
     except Exception as err:
         if client.get_experiment(experiment.experiment_id).tags.get(tag) != view:
-            first = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
             log.warning(
                 "the MLflow trials view was not saved on experiment %s (%s)",
                 experiment.experiment_id,
-                scrub(first),
+                error_line(err),
             )
 
 
@@ -201,6 +207,7 @@ __all__ = [
     "PARENT_TAG",
     "TRIALS_VIEW",
     "curve_entries",
+    "error_line",
     "metric_entries",
     "param_entries",
     "plain_describe",

@@ -14,7 +14,7 @@ from optuna.trial import TrialState
 from searches import make_search
 
 from dnc.bo.sampler import PHASE_ATTR
-from dnc.plugins import UserError
+from dnc.plugins import TensorData, UserError
 from dnc.search import BOSettings, StageSpec, records
 from dnc.search.cost import NumParams
 from dnc.search.objective import score
@@ -30,8 +30,6 @@ EPOCHS = 6
 def test_training_stops_when_asked_with_the_figures_so_far():
     torch.manual_seed(0)
     x, y = torch.randn(64, 4), torch.randint(0, 2, (64,))
-    from dnc.plugins import TensorData
-
     data = TensorData(x, y, x, y, x, y, num_classes=2)
     seen = []
 
