@@ -38,7 +38,8 @@ from pathlib import Path
 import torch
 
 from dnc.search import records
-from dnc.search.storage import load, open_storage, ranked_trials, recorded_cost, search_studies
+from dnc.search.ranking import ranked_trials
+from dnc.search.storage import load, open_storage, recorded_cost, search_studies
 
 PRUNERS = ("none", "median", "hyperband")
 SEARCH = "digits-mlp"

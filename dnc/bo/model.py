@@ -8,7 +8,11 @@ standardised), with the paper's fixed hyperparameters or fitted by marginal like
   ``qLogExpectedImprovement`` when running trials enter as ``X_pending``;
 - **split**: one GP on ``log10 fp`` and one on ``log10 fc``; ``qLogExpectedImprovement`` of the
   loss they compose, ``-log10(10**a + wc 10**b)``, through a ``GenericMCObjective`` (with
-  ``wc = 0``, the fp GP alone).
+  ``wc = 0``, the fp GP alone);
+- **pareto** (a Pareto stage, ``dnc.search.pareto``): the same two GPs;
+  ``qLogNoisyExpectedHypervolumeImprovement`` of the front of ``(-log10 fp, -log10 fc)``, the
+  finished candidates as its noisy baseline and the reference point a little worse than the
+  worst of the observed front (BoTorch's ``infer_reference_point``).
 """
 
 from __future__ import annotations
@@ -99,13 +103,19 @@ class RampGPs:
         wc: float = 0.0,
         x_pending: torch.Tensor | None = None,
         seed: int = 0,
+        pareto: bool = False,
     ) -> Acquisition:
         """Log-EI on ``n x d`` finished candidates. ``targets`` are maximised (the negated
-        loss); with ``parts`` (each trial's ``(fp, fc)``) the split model for ``wc``."""
+        loss); with ``parts`` (each trial's ``(fp, fc)``) the split model for ``wc``, or with
+        ``pareto`` the log hypervolume improvement of the front of the two GPs."""
         from botorch.acquisition import LogExpectedImprovement, qLogExpectedImprovement
         from botorch.sampling import SobolQMCNormalSampler
 
         mc = SobolQMCNormalSampler(torch.Size([self.mc_samples]), seed=seed)
+        if pareto:
+            if parts is None:
+                raise ValueError("RampGPs: a Pareto acquisition needs each trial's (fp, fc)")
+            return self.front(train_x, parts, x_pending, mc)
         if parts is not None:
             model, objective, best_f, gps = self.split(train_x, parts, wc)
             split = qLogExpectedImprovement(
@@ -149,6 +159,43 @@ class RampGPs:
 
         best = float(negative_loss(torch.cat([log_fp, log_fc], dim=-1)).max())
         return ModelListGP(gps["fp"], gps["fc"]), GenericMCObjective(negative_loss), best, gps
+
+    def front(
+        self,
+        train_x: torch.Tensor,
+        parts: Sequence[tuple[float, float]],
+        x_pending: torch.Tensor | None,
+        sampler: Any,
+    ) -> Acquisition:
+        """qLogNEHVI of maximising ``(-log10 fp, -log10 fc)`` with one GP on each."""
+        from botorch.acquisition.multi_objective.logei import (
+            qLogNoisyExpectedHypervolumeImprovement,
+        )
+        from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
+        from botorch.models import ModelListGP
+        from botorch.utils.multi_objective.hypervolume import infer_reference_point
+        from botorch.utils.multi_objective.pareto import is_non_dominated
+
+        log_fp = log10_floored([p[0] for p in parts])
+        log_fc = log10_floored([p[1] for p in parts])
+        gps = {"fp": self.fit(train_x, log_fp, "fp"), "fc": self.fit(train_x, log_fc, "fc")}
+        observed = -torch.cat([log_fp, log_fc], dim=-1)
+        ref = infer_reference_point(observed[is_non_dominated(observed)])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # BoTorch's notes on its defaults
+            acq = qLogNoisyExpectedHypervolumeImprovement(
+                ModelListGP(gps["fp"], gps["fc"]),
+                ref_point=ref.tolist(),
+                X_baseline=train_x,
+                sampler=sampler,
+                objective=WeightedMCMultiOutputObjective(
+                    torch.tensor([-1.0, -1.0], dtype=torch.float64)
+                ),
+                X_pending=x_pending,
+                prune_baseline=True,
+                cache_root=False,
+            )
+        return Acquisition(acq, "pareto", gps)
 
     def kernel(self) -> CandidateKernel:
         """The candidate kernel of the next GP: with fixed hyperparameters one instance for

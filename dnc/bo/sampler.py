@@ -258,8 +258,10 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             return self._chosen[key]
 
     def _propose(self, study: optuna.Study, trial: FrozenTrial) -> Proposal:
-        optuna_compat.raise_if_multi_objective(self, study)
-        if self.loss_parts is not None and study.direction != StudyDirection.MINIMIZE:
+        front = len(study.directions) > 1  # a Pareto stage: qLogNEHVI on the fp and fc GPs
+        if front and (self.loss_parts is None or len(study.directions) != 2):
+            raise ValueError("RampBOSampler: a multi-objective study needs loss_parts (fp, fc)")
+        if not front and self.loss_parts is not None and study.direction != StudyDirection.MINIMIZE:
             raise ValueError("RampBOSampler: loss_parts needs a study that minimises the loss")
         self._setup()
         finished: list[_Known] = []
@@ -274,8 +276,10 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 if known is not None:
                     if self.loss_parts is not None:
                         known = _Known(known.row, known.key, self._parts(t))
+                    if front and known.parts is None:
+                        continue  # no figures: nothing to model on a front
                     finished.append(known)
-                    outcomes.append(float(t.value))
+                    outcomes.append(float(t.values[0]))
             elif t.state == TrialState.RUNNING:
                 known = self._known(study, t)
                 if known is not None:
@@ -287,8 +291,9 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         taken = {k.key for k in (*finished, *pending, *failed)}
         if trial.number < self.prior_states or len(finished) < 2 or self._encoder is None:
             return self._prior(trial.number, taken)
-        sign = -1.0 if study.direction == StudyDirection.MINIMIZE else 1.0
-        prop = self._bo(trial.number, finished, [sign * y for y in outcomes], pending, taken)
+        sign = -1.0 if study.directions[0] == StudyDirection.MINIMIZE else 1.0
+        targets = [sign * y for y in outcomes]
+        prop = self._bo(trial.number, finished, targets, pending, taken, front)
         return replace(prop, observed=len(finished)) if prop.phase == "bo" else prop
 
     def _parts(self, t: FrozenTrial) -> tuple[float, float] | None:
@@ -358,6 +363,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         targets: list[float],
         pending: list[_Known],
         taken: set[Hashable],
+        front: bool = False,
     ) -> Proposal:
         assert self._encoder is not None and self._gps is not None and self._draws is not None
         draws = self._draws.explore(number, taken)
@@ -378,6 +384,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             wc=self.loss_parts.wc if self.loss_parts is not None else 0.0,
             x_pending=x_pending,
             seed=self.seed + number,
+            pareto=front,
         )
         with torch.no_grad():
             scores = acq.function(cands)
@@ -391,9 +398,10 @@ class RampBOSampler(optuna.samplers.BaseSampler):
 
 def _observed(trial: FrozenTrial) -> bool:
     """A trial the model learns from: completed, or stopped early by a pruner (Optuna records
-    its last reported value; a trial given up as a duplicate has none), with a finite value."""
+    its last reported value; a trial given up as a duplicate has none), with finite values."""
     done = trial.state == TrialState.COMPLETE or trial.state == TrialState.PRUNED
-    return done and trial.value is not None and math.isfinite(trial.value)
+    values = trial.values
+    return done and values is not None and all(math.isfinite(v) for v in values)
 
 
 __all__ = ["PHASE_ATTR", "LossSplit", "Proposal", "RampBOSampler"]

@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from dnc.search.driver import TrialsFailed
     from dnc.search.events import SearchObserver
     from dnc.search.objective import LossParts, score, search_loss
+    from dnc.search.ranking import ranked_trials
     from dnc.search.records import Ranked
     from dnc.search.results import SearchResult
     from dnc.search.search import Search
     from dnc.search.settings import BOSettings, SearchSettings, StageSpec, StorageSettings
-    from dnc.search.storage import open_storage, ranked_trials
+    from dnc.search.storage import open_storage
 
 _HOME = {
     "BOSettings": "dnc.search.settings",
@@ -38,7 +39,7 @@ _HOME = {
     "StorageSettings": "dnc.search.settings",
     "TrialsFailed": "dnc.search.driver",
     "open_storage": "dnc.search.storage",
-    "ranked_trials": "dnc.search.storage",
+    "ranked_trials": "dnc.search.ranking",
     "score": "dnc.search.objective",
     "search_loss": "dnc.search.objective",
 }

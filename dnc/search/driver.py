@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dnc import optuna_compat
 from dnc.plugins import Candidate, UserError
-from dnc.search import records
+from dnc.search import pareto, records
 from dnc.search.events import SearchObserver, TrialFinished, TrialsAbandoned
 from dnc.search.trial import CandidateTaken, TrialLost, TrialOutcome, TrialRunner
 
@@ -97,7 +97,8 @@ class Driver:
                 continue  # gave the trial up while this one was cut off: ask again
             outcomes.append(outcome)
             trials = study.get_trials(deepcopy=False)
-            best = min(earlier, _best_value(trials))
+            # a Pareto stage's trials have no loss of their own: rank them for the search's wc
+            best = self.best() if pareto.is_pareto(study) else min(earlier, _best_value(trials))
             self.runner.keep_if_best(outcome, best)
             self.observer.trial_finished(
                 TrialFinished(
@@ -142,8 +143,8 @@ class Driver:
 
 
 def _best_value(trials: list[FrozenTrial]) -> float:
-    values = [t.value for t in trials if t.state == TrialState.COMPLETE and t.value is not None]
-    return min((v for v in values if math.isfinite(v)), default=math.inf)
+    done = (records.value(t) for t in trials if t.state == TrialState.COMPLETE)
+    return min((v for v in done if v is not None and math.isfinite(v)), default=math.inf)
 
 
 def best_loss(rows: list[records.Ranked]) -> float:

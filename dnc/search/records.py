@@ -18,7 +18,9 @@ slot is run again), ``duplicate_of`` (a trial given up because another worker ho
 On a stage's study (``user_attrs``): ``dnc.settings`` (the search's settings), ``dnc.cost``
 (the cost evaluator and its calibrated normaliser; on the first stage's study),
 ``dnc.base.<stage or sub-stage>`` (the candidate it holds fixed), ``dnc.finished``,
-``dnc.final_test`` (test accuracies, on the last stage's study), ``mlflow_parent_run_id``,
+``dnc.final_test`` (test accuracies, on the last stage's study), ``dnc.knee_wc`` (a finished
+Pareto stage's knee, the ``wc`` later stages rank with under ``search.wc=null``),
+``mlflow_parent_run_id``,
 ``mlflow_search_label`` (the name of the search's MLflow runs) and ``mlflow_stage_run_id``.
 """
 
@@ -53,6 +55,7 @@ COST = "dnc.cost"
 BASE = "dnc.base."
 FINISHED = "dnc.finished"
 FINAL_TEST = "dnc.final_test"
+KNEE_WC = "dnc.knee_wc"
 MLFLOW_SEARCH_RUN = "mlflow_parent_run_id"
 MLFLOW_STAGE_RUN = "mlflow_stage_run_id"
 MLFLOW_SEARCH_LABEL = "mlflow_search_label"  # how the search's MLflow runs are named
@@ -168,16 +171,24 @@ def tried_key(trial: FrozenTrial) -> Any | None:
     return candidate_key(cand) if isinstance(cand, Mapping) else None
 
 
+def value(trial: FrozenTrial) -> float | None:
+    """The search loss a loss stage's trial was told (``None``: none, or a Pareto stage's
+    trial, which has two values)."""
+    values = trial.values
+    return float(values[0]) if values is not None and len(values) == 1 else None
+
+
 def ranked(trial: FrozenTrial, study_stage: str, loss: float | None = None) -> Ranked | None:
     """A completed trial with figures as a ``Ranked`` row (``loss``: re-scored; default its
     value); ``None`` for any other trial."""
     figs = figures(trial)
-    if trial.state != TrialState.COMPLETE or figs is None or trial.value is None:
+    loss = value(trial) if loss is None else loss
+    if trial.state != TrialState.COMPLETE or figs is None or loss is None:
         return None
     return Ranked(
         stage=str(trial.user_attrs.get(STAGE, study_stage)),
         number=trial.number,
-        loss=float(trial.value if loss is None else loss),
+        loss=float(loss),
         figures=figs,
         candidate=candidate(trial) or dict(trial.params),
         substage=str(trial.user_attrs.get(SUBSTAGE, "")),
@@ -198,6 +209,7 @@ __all__ = [
     "FIGURES",
     "FINAL_TEST",
     "FINISHED",
+    "KNEE_WC",
     "MLFLOW_RUN",
     "MLFLOW_SEARCH_LABEL",
     "MLFLOW_SEARCH_RUN",
@@ -221,4 +233,5 @@ __all__ = [
     "pruned",
     "ranked",
     "tried_key",
+    "value",
 ]

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import optuna
 
 from dnc.plugins import CostEvaluator, UserError
+from dnc.search.ranking import ranked_trials
 from dnc.search.records import Ranked
 from dnc.search.settings import check_wc
-from dnc.search.storage import load, ranked_trials, recorded_cost, search_studies, searches_in
+from dnc.search.storage import load, recorded_cost, search_studies, searches_in
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ class SamplerContext:
     seed: int
     extras: Mapping[str, Any] = field(default_factory=dict)
     loss_parts: LossParts | None = None
+    objective: str = "loss"  # "pareto": a two-objective study (dnc.search.pareto)
 
 
 SamplerFactory = Callable[[SamplerContext], optuna.samplers.BaseSampler]
@@ -38,6 +39,11 @@ def _tpe(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
 
 def _random(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=ctx.seed)
+
+
+def _nsga2(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
+    # a generation per prior states' worth of trials: a 30-trial stage evolves
+    return optuna.samplers.NSGAIISampler(seed=ctx.seed, population_size=ctx.bo.prior_states)
 
 
 def _gp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
@@ -57,7 +63,7 @@ def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
         noise=ctx.bo.noise,
         omega=ctx.bo.omega,
         at_bounds=ctx.bo.at_bounds,
-        loss_parts=ctx.loss_parts if ctx.bo.model == "split" else None,
+        loss_parts=ctx.loss_parts if ctx.bo.model == "split" or ctx.objective == "pareto" else None,
         seed=ctx.seed,
     )
 
@@ -67,6 +73,7 @@ SAMPLERS: dict[str, SamplerFactory] = {
     "tpe": _tpe,
     "random": _random,
     "gp": _gp,
+    "nsga2": _nsga2,
 }
 
 

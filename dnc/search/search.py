@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from dnc.plugins import CostEvaluator, Dataset, SearchSpace, TensorData, UserError
-from dnc.search import coordination, records
+from dnc.search import coordination, pareto, records
 from dnc.search.best_model import BestWeights
 from dnc.search.calibration import calibrated
 from dnc.search.driver import Driver, TrialsFailed, best_loss
@@ -34,6 +34,7 @@ from dnc.search.events import (
 )
 from dnc.search.objective import LossParts
 from dnc.search.pruning import make_pruner
+from dnc.search.ranking import ranked_trials, search_wc
 from dnc.search.results import SearchResult, final_test, recorded_test_acc, write_results
 from dnc.search.settings import SearchSettings, StorageSettings
 from dnc.search.stages import Stage, StageContext, describe_stages, make_stage
@@ -41,7 +42,6 @@ from dnc.search.storage import (
     load,
     mask_url,
     open_storage,
-    ranked_trials,
     search_studies,
     study_name,
 )
@@ -155,10 +155,17 @@ class Search:
             raise
         finally:
             driver.report_abandoned(study)
-            values = [t.value for t in study.get_trials(deepcopy=False) if t.value is not None]
+            if pareto.is_pareto(study):  # its trials' losses for the search's wc
+                rows = ranked_trials(self.storage, self.settings.name)
+                values = [r.loss for r in rows if r.stage == spec.name]
+            else:
+                trials = study.get_trials(deepcopy=False)
+                values = [v for t in trials if (v := records.value(t)) is not None]
             self.observer.stage_finished(
                 StageFinished(spec, study, finished, min(values) if values else None, interrupted)
             )
+        if pareto.is_pareto(study):
+            study.set_user_attr(records.KNEE_WC, self._knee(study))
         study.set_user_attr(records.FINISHED, True)
         self._check_some_trial_completed()
 
@@ -179,19 +186,27 @@ class Search:
         return self._data
 
     def _study(self, stage: Stage, record: bool = True) -> optuna.Study:
-        """The stage's study, created on first use; ``record``: keep the search's settings on it
-        (the first time)."""
+        """The stage's study, created on first use (a Pareto stage's with two objectives, and
+        no pruner: Optuna's prune single-objective studies only); ``record``: keep the search's
+        settings on it (the first time)."""
+        front = stage.spec.objective == "pareto"
         study = optuna.create_study(
             storage=self.storage,
             study_name=study_name(self.settings.name, stage.spec.name),
-            direction="minimize",
+            directions=list(pareto.DIRECTIONS) if front else ["minimize"],
             load_if_exists=True,
-            pruner=make_pruner(self.trainer) or optuna.pruners.NopPruner(),
+            pruner=(None if front else make_pruner(self.trainer)) or optuna.pruners.NopPruner(),
         )
-        if study.metric_names is None:  # what optuna-dashboard calls the objective
+        if pareto.is_pareto(study) != front:
+            raise UserError(
+                f"stage {stage.spec.name!r} of search {self.settings.name!r} in this storage "
+                f"was started with another objective: run it with the same search.stages, or "
+                "give this one another search.name"
+            )
+        if study.metric_names is None:  # what optuna-dashboard calls the objectives
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names(["search_loss"])
+                study.set_metric_names(list(pareto.METRIC_NAMES) if front else ["search_loss"])
         if record:
             recorded = study.user_attrs.get(records.SETTINGS)
             if recorded is None:
@@ -217,7 +232,7 @@ class Search:
             space=self.space,
             data=data,
             cost=self.cost,
-            wc=self.settings.wc,
+            wc=self._wc,
             trainer=self.trainer,
             seed=self.seed,
             observer=self.observer,
@@ -240,8 +255,23 @@ class Search:
             driver=driver,
             observer=self.observer,
             seed=self.seed,
-            loss_parts=LossParts.of_search(self.settings.wc, self.cost),
+            loss_parts=LossParts.of_search(self._wc(), self.cost),
         )
+
+    def _wc(self) -> float:
+        """The ``wc`` of the search loss now: ``search.wc``, or (``null``) the knee of the
+        Pareto stage's front so far (``dnc.search.ranking.search_wc``)."""
+        if self.settings.wc is not None:
+            return self.settings.wc
+        names = search_studies(self.storage, self.settings.name)
+        if not names:
+            return pareto.DEFAULT_WC
+        return search_wc([load(self.storage, n) for n in names], self.cost)
+
+    def _knee(self, study: optuna.Study) -> float:
+        """The knee ``wc`` of a Pareto stage's completed trials."""
+        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        return pareto.knee_of([f for t in trials if (f := records.figures(t))], self.cost)
 
     def _check_some_trial_completed(self) -> None:
         """Stop when every trial so far failed: later stages would only vary nothing."""
@@ -313,12 +343,16 @@ class Search:
         notes = [
             f"{data.name}: {len(data.xtr)} train / {len(data.xva)} val / {len(data.xte)} "
             f"test, {data.num_classes} classes; space {self.space.name}; cost "
-            f"{self.cost.name} ({_compact(self.cost.settings())}); wc {self.settings.wc}; "
+            f"{self.cost.name} ({_compact(self.cost.settings())}); wc {self._wc_text()}; "
             f"training on {self.trainer.torch_device()}"
         ]
         if self.resume_hint:
             notes.append(f"to resume if stopped: {self.resume_hint}")
         return tuple(notes)
+
+    def _wc_text(self) -> str:
+        wc = self.settings.wc
+        return "the knee of the front (search.wc=null)" if wc is None else str(wc)
 
     def _params(self) -> dict[str, Any]:
         """The search's settings, flat: recorded on its studies and logged by trackers."""

@@ -18,6 +18,9 @@ from dnc.plugins import UserError
 GROUPS = ("core", "arch", "train")
 """Parameter groups: the core architecture, the rest of the architecture, training."""
 
+OBJECTIVES = ("loss", "pareto")
+"""What a ``bo`` stage optimises: the search loss for ``wc``, or the accuracy-cost front."""
+
 
 def check_wc(wc: Any) -> float:
     """``wc`` as a float; ``UserError`` unless it is a finite number >= 0."""
@@ -49,7 +52,12 @@ class StageSpec:
       own variant (already tried) is kept and at most ``trials`` of the others, chosen by the
       search's seed, the same in every worker.
 
+    A ``bo`` stage minimises the search loss (``objective: loss``), or with ``objective: pareto``
+    finds the front of validation accuracy against cost (``dnc.search.pareto``: an Optuna
+    multi-objective study; the ramp sampler proposes by qLogNEHVI on its fp and fc GPs).
+
     Example:
+        >>> StageSpec("core", objective="pareto")
         >>> StageSpec("train", groups=("train",), trials=20)
         >>> StageSpec("arch", kind="grid", groups=("arch",), trials=2)  # 2 per sub-stage
     """
@@ -60,6 +68,7 @@ class StageSpec:
     trials: int = 0
     substages: tuple[str, ...] = ()
     sampler: str | None = None
+    objective: str = "loss"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", _tuple(self.groups))
@@ -83,6 +92,12 @@ class StageSpec:
             raise UserError(f"{where}.trials={self.trials!r}: give a whole number >= 0 ({meaning})")
         if len(set(self.substages)) != len(self.substages):
             raise UserError(f"{where}.substages={list(self.substages)}: each at most once")
+        if self.objective not in OBJECTIVES:
+            raise UserError(
+                f"{where}.objective={self.objective!r}: choose {' or '.join(OBJECTIVES)}"
+            )
+        if self.objective == "pareto" and self.kind != "bo":
+            raise UserError(f"{where}.objective=pareto: only a bo stage can search a front")
 
 
 PAPER_STAGES = (
@@ -98,7 +113,8 @@ class SearchSettings:
     """What a search does (``search``).
 
     ``name`` names its studies (``<name>/<stage>``); ``wc`` weighs the cost in the search loss
-    ``log10(fp + wc * fc)``; ``stages`` run in order, each from the best candidate so far;
+    ``log10(fp + wc * fc)`` (``None``: the knee of the front its first stage, a Pareto stage,
+    finds: ``dnc.search.pareto``); ``stages`` run in order, each from the best candidate so far;
     ``sampler`` proposes the candidates of ``bo`` stages (``ramp``, ``gp``, ``tpe``,
     ``random``); ``num_best`` candidates are reported (and retrained on train + validation for
     their test accuracy with ``final_test``); ``max_failures_in_a_row`` failed trials stop it.
@@ -108,7 +124,7 @@ class SearchSettings:
     """
 
     name: str = "search"
-    wc: float = 0.1
+    wc: float | None = 0.1
     stages: tuple[StageSpec, ...] = PAPER_STAGES
     sampler: str = "ramp"
     bo: BOSettings = field(default_factory=BOSettings)
@@ -119,12 +135,18 @@ class SearchSettings:
     def __post_init__(self) -> None:
         from dnc.search.samplers import SAMPLERS  # imports Optuna: only when settings are made
 
-        object.__setattr__(self, "wc", check_wc(self.wc))
         object.__setattr__(self, "stages", _tuple(self.stages))
         if not self.name or "/" in self.name:
             raise UserError(f"search.name={self.name!r}: must be non-empty, without '/'")
         if not self.stages:
             raise UserError("search.stages is empty: name at least one stage")
+        if self.wc is not None:
+            object.__setattr__(self, "wc", check_wc(self.wc))
+        elif self.stages[0].objective != "pareto":
+            raise UserError(
+                "search.wc=null continues from the knee of a Pareto stage's front: give a "
+                "number >= 0, or make the first stage a Pareto stage (search=pareto)"
+            )
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise UserError(f"search.stages: stage names must be unique, got {names}")
@@ -187,6 +209,7 @@ class StorageSettings:
 __all__ = [
     "GROUPS",
     "MODELS",
+    "OBJECTIVES",
     "PAPER_STAGES",
     "BOSettings",
     "SearchSettings",

@@ -26,9 +26,10 @@ from dnc.search import coordination, records
 from dnc.search.driver import Driver, Wait
 from dnc.search.events import SearchObserver, SubstageStarted
 from dnc.search.objective import LossParts
+from dnc.search.ranking import ranked_trials
 from dnc.search.samplers import SamplerContext, make_sampler
 from dnc.search.settings import SearchSettings, StageSpec
-from dnc.search.storage import load, ranked_trials, search_studies
+from dnc.search.storage import load, search_studies
 from dnc.search.trial import CandidateTaken
 from dnc.search.variants import capped_variants, suggest_param, varied_params
 from dnc.suggest import TrialSuggest
@@ -117,7 +118,8 @@ class BOStage:
 
     @property
     def label(self) -> str:
-        return f"{self.sampler} bo over {', '.join(self.spec.groups)}"
+        front = " (pareto: accuracy vs cost)" if self.spec.objective == "pareto" else ""
+        return f"{self.sampler} bo over {', '.join(self.spec.groups)}{front}"
 
     def params(self, space: SearchSpace) -> dict[str, Any]:
         return {
@@ -125,6 +127,7 @@ class BOStage:
             "groups": list(self.spec.groups),
             "sampler": self.sampler,
             "budget": self.budget,
+            "objective": self.spec.objective,
         }
 
     def describe(self, space: SearchSpace) -> str:
@@ -146,6 +149,7 @@ class BOStage:
                 bo=self.settings.bo,
                 seed=context.seed * 1000 + index,
                 loss_parts=context.loss_parts,
+                objective=self.spec.objective,
             ),
         )
         context.driver.run(study, self.spec.name, _BOSteps(self, context, base))

@@ -28,8 +28,6 @@ from optuna.trial import FrozenTrial, TrialState
 from dnc import optuna_compat
 from dnc.plugins import CostEvaluator, UserError
 from dnc.search import coordination, records
-from dnc.search.objective import score
-from dnc.search.records import Ranked
 from dnc.search.settings import StorageSettings
 from dnc.secrets import mask_url, remember, scrub
 
@@ -355,31 +353,6 @@ def load(storage: optuna.storages.BaseStorage, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=storage)
 
 
-def ranked_trials(
-    storage: optuna.storages.BaseStorage,
-    search: str,
-    *,
-    wc: float | None = None,
-    cost: CostEvaluator | None = None,
-) -> list[Ranked]:
-    """Every completed trial of ``search``, best first. With ``wc`` (and optionally another
-    ``cost``), losses are recomputed from the recorded figures: no training."""
-    rows: list[Ranked] = []
-    for name in search_studies(storage, search):
-        study = load(storage, name)
-        if wc is not None and cost is None:
-            cost = recorded_cost(study)
-        stage = name.rsplit("/", 1)[-1]
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            figs = records.figures(t)
-            loss = score(figs, wc, cost) if wc is not None and figs and cost else None
-            row = records.ranked(t, stage, loss)
-            if row is not None:
-                rows.append(row)
-    rows.sort(key=lambda r: r.loss if math.isfinite(r.loss) else math.inf)
-    return rows
-
-
 def record_cost(study: optuna.Study, cost: CostEvaluator) -> None:
     """Record the cost evaluator (class and ``settings()``) on ``study``."""
     cls = type(cost)
@@ -411,7 +384,6 @@ __all__ = [
     "load",
     "mask_url",
     "open_storage",
-    "ranked_trials",
     "record_cost",
     "recorded_cost",
     "search_studies",

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 
 from dnc import optuna_compat
 from dnc.plugins import Candidate, CostEvaluator, SearchSpace, TensorData, UserError
-from dnc.search import records
+from dnc.search import pareto, records
 from dnc.search.best_model import BestWeights
 from dnc.search.events import SearchObserver, TrialProgress, TrialStarted
 from dnc.search.objective import evaluate, score
@@ -62,6 +62,7 @@ class TrialOutcome:
     fail_reason: str | None = None
     curves: Mapping[str, Sequence[float]] = field(default_factory=dict)
     pruned_at: int | None = None  # the epoch after which a pruner stopped it
+    front: bool = False  # a Pareto stage's: told accuracy and cost; ``loss`` for the wc now
 
     @property
     def failed(self) -> bool:
@@ -119,7 +120,7 @@ class TrialRunner:
         space: SearchSpace,
         data: TensorData,
         cost: CostEvaluator,
-        wc: float,
+        wc: float | Callable[[], float],
         trainer: TrainerSettings,
         seed: int,
         observer: SearchObserver | None = None,
@@ -132,10 +133,16 @@ class TrialRunner:
         self.space = space
         self.data = data
         self.cost = cost
-        self.wc = wc
+        self._wc = wc
         self.trainer = trainer
         self.seed = seed
         self.observer = observer or SearchObserver()
+
+    @property
+    def wc(self) -> float:
+        """The ``wc`` of the search loss now (a callable ``wc``: asked each time, as a search
+        ranking by the knee of a Pareto stage's front so far does)."""
+        return self._wc() if callable(self._wc) else self._wc
 
     def run(
         self,
@@ -221,10 +228,12 @@ class TrialRunner:
                 stage,
             )
             raise TrialLost(trial.number) from err
+        # a Pareto stage's trial is told accuracy and complexity (dnc.search.pareto)
+        values = pareto.objectives(ev.figures, self.cost) if pareto.is_pareto(study) else None
         if pruned:  # its value: the search loss it last reported (Optuna records it)
             study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
         else:
-            study.tell(trial, ev.loss, skip_if_finished=True)
+            study.tell(trial, values or ev.loss, skip_if_finished=True)
             self._state = ev.result.best_state
         return TrialOutcome(
             stage,
@@ -235,6 +244,7 @@ class TrialRunner:
             loss=ev.loss,
             curves=curves,
             pruned_at=ev.result.epochs_run if pruned else None,
+            front=values is not None,
         )
 
     def _pruning(
@@ -242,12 +252,14 @@ class TrialRunner:
     ) -> Callable[[dict[str, float]], bool] | None:
         """With ``trainer.pruner``, what the trainer asks after each epoch: the trial reports
         its search loss so far and the stage study's pruner (``Search`` makes the study with
-        it: ``dnc.search.pruning``) says whether to stop."""
-        if self.trainer.pruner == "none":
+        it: ``dnc.search.pruning``) says whether to stop. Not in a Pareto stage: Optuna's
+        pruners take one objective."""
+        if self.trainer.pruner == "none" or pareto.is_pareto(study):
             return None
+        wc = self.wc
 
         def should_stop(figures: dict[str, float]) -> bool:
-            trial.report(score(figures, self.wc, self.cost), int(figures["epochs_run"]))
+            trial.report(score(figures, wc, self.cost), int(figures["epochs_run"]))
             return trial.should_prune()
 
         return should_stop

@@ -271,7 +271,7 @@ class MlflowRuns:
             else:
                 continue
             self._open_trials.pop((stage, t.number), None)
-            figures = {**(records.figures(t) or {}), "search_loss": t.value}
+            figures = {**(records.figures(t) or {}), "search_loss": records.value(t)}
             if records.pruned(t):
                 figures[records.PRUNED_AT] = t.user_attrs[records.PRUNED_AT]
             curves = t.user_attrs.get(records.CURVES) or {}

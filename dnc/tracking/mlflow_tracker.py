@@ -147,7 +147,8 @@ class MlflowTracker(MlflowRuns, SearchObserver):
         run = self._open_trials.get((o.stage, o.number))
         if run is None:
             return
-        figures = {**(o.figures or {}), "search_loss": o.loss}
+        # a Pareto stage's trial has no loss of its own (it depends on the wc picked later)
+        figures = {**(o.figures or {}), "search_loss": None if o.front else o.loss}
         if o.pruned_at is not None:
             figures[records.PRUNED_AT] = o.pruned_at
         self._write_trial(

@@ -20,6 +20,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -36,8 +37,10 @@ from optuna.trial import FrozenTrial, TrialState
 from dnc import optuna_compat
 from dnc.search import records
 from dnc.search.events import SearchFinished, SearchObserver, SearchStarted
+from dnc.search.objective import score
+from dnc.search.ranking import ranked_trials, search_wc
 from dnc.search.rescore import rescore, search_cost
-from dnc.search.storage import load, ranked_trials, search_studies
+from dnc.search.storage import load, search_studies
 from dnc.tracking.front import plot_front
 
 if TYPE_CHECKING:
@@ -48,10 +51,23 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def completed(study: optuna.Study) -> list[FrozenTrial]:
-    """The study's completed trials with a finite search loss, by number."""
+Loss = Callable[[FrozenTrial], float]
+"""A Pareto stage's trial's search loss (for the search's ``wc``), from its figures."""
+
+
+def completed(study: optuna.Study, loss: Loss | None = None) -> list[FrozenTrial]:
+    """The study's completed trials with a finite search loss, by number; a Pareto stage's
+    (two values) as copies whose value is ``loss(trial)``."""
     trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if loss is not None and len(study.directions) > 1:
+        trials = [_with_value(t, loss(t)) for t in trials if records.figures(t)]
     return [t for t in trials if t.value is not None and math.isfinite(t.value)]
+
+
+def _with_value(trial: FrozenTrial, value: float) -> FrozenTrial:
+    view = copy.copy(trial)  # shares the attributes: read-only
+    view.values = [value]
+    return view
 
 
 def spearman(x: Sequence[float], y: Sequence[float]) -> float:
@@ -122,15 +138,23 @@ def draw_search(storage: optuna.storages.BaseStorage, search: str, out_dir: Path
     for stage, study in studies.items():  # a stage the settings do not name: guess its kind
         grid = any(records.SUBSTAGE in t.user_attrs for t in study.get_trials(deepcopy=False))
         kinds.setdefault(stage, "grid" if grid else "bo")
-    wc = float(settings["wc"]) if "wc" in settings else None
+    wc = float(settings["wc"]) if settings.get("wc") is not None else None
+    loss = None
+    if any(len(s.directions) > 1 for s in studies.values()):  # a Pareto stage
+        cost = search_cost(storage, search)
+        wc = search_wc(list(studies.values()), cost)
+
+        def loss(t: FrozenTrial) -> float:
+            return score(records.figures(t) or {}, wc, cost)
+
     tag = search.replace("/", "_")
     jobs: dict[str, Callable[[Path], Path | None]] = {
         f"front-{tag}": partial(_front, storage, search, wc),
-        f"convergence-{tag}": partial(_convergence, studies, kinds, search, wc),
+        f"convergence-{tag}": partial(_convergence, studies, kinds, search, wc, loss=loss),
     }
     for stage, study in studies.items():
         if kinds[stage] == "bo":
-            jobs[f"bo-{stage}-{tag}"] = partial(_bo, study, stage, search, wc)
+            jobs[f"bo-{stage}-{tag}"] = partial(_bo, study, stage, search, wc, loss=loss)
     written = []
     for name, job in jobs.items():
         try:
@@ -180,9 +204,10 @@ def _convergence(
     search: str,
     wc: float | None,
     path: Path,
+    loss: Loss | None = None,
 ) -> Path | None:
     trials = {s: study.get_trials(deepcopy=False) for s, study in studies.items()}
-    done = {s: completed(study) for s, study in studies.items()}
+    done = {s: completed(study, loss) for s, study in studies.items()}
     if not any(done.values()):
         return None
     from matplotlib.ticker import MaxNLocator
@@ -253,8 +278,15 @@ def _stage_convergence(
     return carry
 
 
-def _bo(study: optuna.Study, stage: str, search: str, wc: float | None, path: Path) -> Path | None:
-    done = completed(study)
+def _bo(
+    study: optuna.Study,
+    stage: str,
+    search: str,
+    wc: float | None,
+    path: Path,
+    loss: Loss | None = None,
+) -> Path | None:
+    done = completed(study, loss)
     lead = leading_params(done)
     if not lead:  # no completed trial, or no numeric parameter
         return None

@@ -19,7 +19,8 @@ from dnc.search import BOSettings, StageSpec, records
 from dnc.search.cost import NumParams
 from dnc.search.objective import score
 from dnc.search.pruning import make_pruner
-from dnc.search.storage import open_storage, ranked_trials, recorded_cost
+from dnc.search.ranking import ranked_trials
+from dnc.search.storage import open_storage, recorded_cost
 from dnc.tracking.mlflow_tracker import MlflowTracker
 from dnc.train.settings import TrainerSettings
 from dnc.train.trainer import train

@@ -247,7 +247,13 @@ def test_stages_say_what_they_run():
     )
     space = MLPSpace()
     core, arch, drop, train = (make_stage(s, settings) for s in settings.stages)
-    assert core.params(space) == {"kind": "bo", "groups": ["core"], "sampler": "ramp", "budget": 4}
+    assert core.params(space) == {
+        "kind": "bo",
+        "groups": ["core"],
+        "sampler": "ramp",
+        "budget": 4,
+        "objective": "loss",
+    }
     assert train.params(space)["budget"] == 5 and train.params(space)["sampler"] == "tpe"
     assert arch.params(space) == {
         "kind": "grid",

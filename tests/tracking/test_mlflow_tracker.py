@@ -125,6 +125,7 @@ def test_stage_params_say_what_the_stage_did(tracked):
         "groups": '["core"]',
         "sampler": "random",
         "budget": "3",
+        "objective": "loss",
         "wc": "0.1",
     }
     arch = stages["arch"]

@@ -1,0 +1,108 @@
+"""Pareto stages: accuracy against cost in one search, as an Optuna multi-objective study.
+
+A stage with ``objective: pareto`` (``search=pareto``) does not minimise the search loss for one
+``wc``: its study has two objectives, the best validation accuracy (``best_val_acc``, in %,
+maximised) and the complexity ``fc`` of the search's cost evaluator (minimised), so Optuna,
+optuna-dashboard and ``dnc.report`` see the front it finds. Every trial still records its raw
+figures, so any ``wc`` picks a candidate from it without training (``dnc.search.ranking``).
+
+The stages after it continue from the pick for ``search.wc``; with ``search.wc=null``, from the
+**knee** of the front: normalise error and complexity to ``[0, 1]`` over the front, and take the
+point farthest below the line through its two ends. That point minimises
+``fp / range(fp) + fc / range(fc)``, so it is the pick of the search loss for
+``wc = range(fp) / range(fc)`` (``knee_wc``), the ``wc`` the later stages then use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Literal
+
+from dnc.plugins import CostEvaluator
+from dnc.search.objective import performance_term
+
+if TYPE_CHECKING:
+    import optuna
+
+DIRECTIONS: tuple[Literal["maximize", "minimize"], ...] = ("maximize", "minimize")
+"""A Pareto study's objectives: ``best_val_acc`` (%) up, the complexity ``fc`` down."""
+
+METRIC_NAMES = ("best_val_acc_pct", "complexity")
+"""What optuna-dashboard calls a Pareto study's two objectives."""
+
+DEFAULT_WC = 0.1
+"""The ``wc`` of a knee that a front of one point leaves undefined (the paper's balance)."""
+
+
+def is_pareto(study: optuna.Study) -> bool:
+    """Whether ``study`` is a Pareto stage's (more than one objective)."""
+    return len(study.directions) > 1
+
+
+def objectives(figures: Mapping[str, float], cost: CostEvaluator) -> list[float]:
+    """A Pareto trial's values: ``[best_val_acc, fc]`` of its recorded ``figures``."""
+    return [float(figures["best_val_acc"]), float(cost.complexity(figures))]
+
+
+def front(parts: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the ``(fp, fc)`` points that no other point beats on both (lower is
+    better), by increasing ``fc``; of equal points, the first."""
+    order = sorted(range(len(parts)), key=lambda i: (parts[i][1], parts[i][0], i))
+    kept: list[int] = []
+    for i in order:
+        if not kept or parts[i][0] < parts[kept[-1]][0]:
+            kept.append(i)
+    return kept
+
+
+def hypervolume(parts: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
+    """The area that the ``(fp, fc)`` points dominate below the reference point ``ref`` (both
+    lower is better; points not below ``ref`` on both add nothing).
+
+    Example:
+        >>> hypervolume([(0.1, 2.0), (0.3, 1.0)], ref=(1.0, 4.0))  # 0.9*2 + 0.7*(2-1)
+        2.5
+    """
+    inside = [p for p in parts if p[0] < ref[0] and p[1] < ref[1]]
+    kept = [inside[i] for i in front(inside)]  # by increasing fc, so decreasing fp
+    ends = [fc for _, fc in kept[1:]] + [ref[1]]  # where each point's strip ends
+    area = 0.0
+    for (fp, fc), end in zip(kept, ends, strict=False):
+        area += (end - fc) * (ref[0] - fp)
+    return area
+
+
+def knee_wc(parts: Sequence[tuple[float, float]]) -> float:
+    """The ``wc`` whose search-loss pick is the knee of the front of ``(fp, fc)`` points:
+    ``range(fp) / range(fc)`` over the front (``DEFAULT_WC`` for a front of one point).
+
+    Example:
+        >>> knee_wc([(0.02, 4.0), (0.05, 1.0), (0.30, 0.5)])  # (0.30 - 0.02) / (4.0 - 0.5)
+        0.08
+    """
+    points = [parts[i] for i in front(parts)]
+    if len(points) < 2:
+        return DEFAULT_WC
+    fps = [p[0] for p in points]
+    fcs = [p[1] for p in points]
+    return (max(fps) - min(fps)) / (max(fcs) - min(fcs))
+
+
+def knee_of(figures: Sequence[Mapping[str, float]], cost: CostEvaluator) -> float:
+    """``knee_wc`` of trials' recorded ``figures`` under ``cost``."""
+    return knee_wc(
+        [(performance_term(f["best_val_acc"]), float(cost.complexity(f))) for f in figures]
+    )
+
+
+__all__ = [
+    "DEFAULT_WC",
+    "DIRECTIONS",
+    "METRIC_NAMES",
+    "front",
+    "hypervolume",
+    "is_pareto",
+    "knee_of",
+    "knee_wc",
+    "objectives",
+]

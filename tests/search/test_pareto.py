@@ -1,0 +1,174 @@
+"""Pareto stages (``objective: pareto``, ``search=pareto``): a real search on digits whose core
+stage is an Optuna multi-objective study (accuracy up, cost down) proposed by qLogNEHVI on the
+ramp GPs, and whose training stage continues from the knee of that front."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import optuna
+import pytest
+from mlflow.tracking import MlflowClient
+from optuna.study import StudyDirection
+from optuna.trial import TrialState
+from searches import make_search
+
+from dnc.bo.sampler import PHASE_ATTR
+from dnc.plugins import UserError
+from dnc.search import BOSettings, SearchSettings, StageSpec, records
+from dnc.search.cost import NumParams
+from dnc.search.objective import performance_term, score
+from dnc.search.pareto import front, knee_wc
+from dnc.search.ranking import ranked_trials, search_wc_of
+from dnc.search.rescore import rescore
+from dnc.search.storage import open_storage, recorded_cost
+from dnc.tracking.mlflow_tracker import MlflowTracker
+from dnc.tracking.pictures import SearchPictures
+
+STAGES = (
+    StageSpec("core", objective="pareto", trials=9),
+    StageSpec("train", groups=("train",), trials=3),
+)
+
+
+# -- the knee ----------------------------------------------------------------------------------
+def test_front_keeps_the_points_nothing_beats_on_both():
+    parts = [(0.3, 0.5), (0.05, 1.0), (0.06, 2.0), (0.02, 4.0), (0.02, 5.0), (0.3, 0.5)]
+    assert front(parts) == [0, 1, 3]  # by cost; (0.06, 2) and (0.02, 5) are dominated
+
+
+def test_the_knee_is_the_pick_of_its_wc_and_the_point_farthest_below_the_chord():
+    rng = random.Random(0)
+    for _ in range(200):
+        parts = [(rng.uniform(0.01, 0.9), rng.uniform(0.1, 10)) for _ in range(rng.randint(3, 12))]
+        ends = [parts[i] for i in front(parts)]
+        if len(ends) < 2:
+            continue
+        wc = knee_wc(parts)
+        pick = min(parts, key=lambda p: p[0] + wc * p[1])
+        # farthest below the line through the front's ends, errors and costs scaled to [0, 1]
+        (fp0, fc0), (fp1, fc1) = ends[0], ends[-1]
+
+        def below(p, fp0=fp0, fc0=fc0, fp1=fp1, fc1=fc1):
+            return 1 - (p[0] - fp1) / (fp0 - fp1) - (p[1] - fc0) / (fc1 - fc0)
+
+        assert below(pick) == pytest.approx(max(below(p) for p in parts))
+    assert knee_wc([(0.02, 4.0), (0.05, 1.0), (0.30, 0.5)]) == pytest.approx(0.08)
+    assert knee_wc([(0.1, 1.0)]) == 0.1  # one point: the paper's balance
+
+
+def test_settings_check_the_objective_and_a_missing_wc():
+    with pytest.raises(UserError, match=r"objective='front': choose loss or pareto"):
+        StageSpec("core", objective="front")
+    with pytest.raises(UserError, match="only a bo stage can search a front"):
+        StageSpec("arch", kind="grid", objective="pareto")
+    with pytest.raises(UserError, match="search.wc=null continues from the knee"):
+        SearchSettings(wc=None)
+    assert SearchSettings(wc=None, stages=STAGES).wc is None
+
+
+# -- a real search -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def front_search(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pareto")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    search = make_search(
+        tmp,
+        stages=STAGES,
+        sampler="ramp",
+        wc=None,
+        bo=BOSettings(prior_states=4, steps=5, explore=200),
+        cost=NumParams(),  # deterministic: the front does not move with timings
+        epochs=3,
+        observers=[SearchPictures(out_dir=tmp / "run"), MlflowTracker(uri)],
+    )
+    result = search.run()
+    storage = open_storage(f"sqlite:///{tmp}/s.db")
+    core = optuna.load_study(study_name="s/core", storage=storage)
+    train = optuna.load_study(study_name="s/train", storage=storage)
+    return tmp, uri, result, storage, core, train
+
+
+def test_the_core_stage_is_a_two_objective_study_of_accuracy_and_cost(front_search):
+    _, _, _, _, core, _ = front_search
+    assert core.directions == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
+    assert core.metric_names == ["best_val_acc_pct", "complexity"]
+    cost = recorded_cost(core)
+    done = core.get_trials(states=(TrialState.COMPLETE,))
+    assert len(done) == 9
+    for t in done:
+        figures = records.figures(t)
+        assert t.values == [figures["best_val_acc"], pytest.approx(cost.complexity(figures))]
+    parts = [(100 - t.values[0], t.values[1]) for t in done]
+    on_front = sorted(done[i].number for i in front(parts))
+    assert sorted(t.number for t in core.best_trials) == on_front  # Optuna's front is ours
+
+
+def test_bo_steps_propose_by_hypervolume_on_every_earlier_trial(front_search):
+    _, _, _, _, core, _ = front_search
+    info = [t.system_attrs[PHASE_ATTR] for t in core.trials]
+    assert [i["phase"] for i in info] == ["prior"] * 4 + ["bo"] * 5
+    for number, i in enumerate(info[4:], start=4):
+        assert i["model"] == "pareto" and i["observed"] == number
+        assert i["pending"] == 0
+
+
+def test_later_stages_continue_from_the_knee_and_rank_with_its_wc(front_search):
+    _, _, result, storage, core, train = front_search
+    cost = recorded_cost(core)
+    done = core.get_trials(states=(TrialState.COMPLETE,))
+    parts = [
+        (performance_term(records.figures(t)["best_val_acc"]), cost.complexity(records.figures(t)))
+        for t in done
+    ]
+    wc = knee_wc(parts)
+    assert core.user_attrs[records.KNEE_WC] == pytest.approx(wc)
+    assert search_wc_of(storage, "s") == pytest.approx(wc)
+    knee = min(done, key=lambda t: score(records.figures(t), wc, cost))
+    assert train.user_attrs[records.BASE + "stage"] == records.candidate(knee)
+    for t in train.get_trials(states=(TrialState.COMPLETE,)):
+        assert t.value == pytest.approx(score(records.figures(t), wc, cost))
+    rows = ranked_trials(storage, "s")
+    assert [r.loss for r in rows] == sorted(r.loss for r in rows)
+    assert {r.stage for r in rows} == {"core", "train"}
+    assert result.best[0].loss == rows[0].loss
+
+
+def test_any_wc_picks_from_the_front_without_training(front_search):
+    _, _, _, storage, core, _ = front_search
+    cost = recorded_cost(core)
+    for pick in rescore(storage, "s", [0, 0.01, 1, 100]):
+        losses = [score(r.figures, pick.wc, cost) for r in pick.ranking]
+        assert pick.best.loss == pytest.approx(min(losses))
+    cheapest = rescore(storage, "s", [1000])[0].best
+    assert cheapest.figures["numparams"] == min(r.figures["numparams"] for r in pick.ranking)
+
+
+def test_mlflow_and_pictures_show_the_front(front_search):
+    tmp, uri, _, _, core, train = front_search
+    client = MlflowClient(tracking_uri=uri)
+    for t in itertools.chain(core.trials, train.trials):
+        run = client.get_run(t.user_attrs[records.MLFLOW_RUN])
+        assert run.info.status == "FINISHED"
+        assert run.data.metrics["best_val_acc_pct"] == pytest.approx(
+            records.figures(t)["best_val_acc"], abs=1e-3
+        )
+        # a front trial's loss depends on the wc picked later: only the loss stage's have one
+        assert ("search_loss" in run.data.metrics) == (t in train.trials)
+    assert (tmp / "run" / "front-s.png").stat().st_size > 10_000
+    assert (tmp / "run" / "bo-core-s.png").exists()
+
+
+def test_a_stage_resumed_with_another_objective_is_refused(front_search, tmp_path):
+    tmp, *_ = front_search
+    search = make_search(
+        tmp,
+        stages=(StageSpec("core", trials=9), STAGES[1]),
+        sampler="ramp",
+        wc=0.1,
+        cost=NumParams(),
+        epochs=3,
+    )
+    with pytest.raises(UserError, match="stage 'core' of search 's' in this storage was started"):
+        search.run()
