@@ -15,6 +15,7 @@ This is the only module (with the entry points) that sees a ``DictConfig``.
 from __future__ import annotations
 
 import inspect
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,40 @@ class ReportConfig:
 
 
 @dataclass
+class SearchRef:
+    """A finished search for ``python -m dnc.transfer``: its run folder ``run_dir`` (its
+    ``optuna.db``, and Hydra's ``.hydra/config.yaml``, which says how it loaded its data and
+    trained), or its ``storage_url``, or both (a shared storage, and one worker's run folder
+    for its config); ``search_name`` when the storage holds several searches."""
+
+    run_dir: str | None = None
+    storage_url: str | None = None
+    search_name: str | None = None
+
+
+@dataclass
+class TransferConfig:
+    """``python -m dnc.transfer``: retrain the ``source`` search's pick for each ``wc`` on the
+    ``target`` search's data, beside the target's own picks. The target's dataset, search
+    space, trainer and seed come from its run folder's saved config; ``dataset`` and
+    ``search_space`` (config groups) replace its dataset or space, ``trainer.KEY=VALUE`` and
+    ``seed`` replace single settings. ``retrain_native`` retrains the target's own picks
+    too, alike (else their recorded figures stand); ``out`` names the PNG (a JSON beside it);
+    ``tracking`` the MLflow store (a run nested under the target search's run)."""
+
+    source: SearchRef = _schema(SearchRef)
+    target: SearchRef = _schema(SearchRef)
+    wc: Any = field(default_factory=lambda: [0, 0.01, 0.1, 1, 10])
+    dataset: Any = None
+    search_space: Any = None
+    trainer: TrainerSettings = _schema(TrainerSettings)
+    seed: int | None = None
+    retrain_native: bool = False
+    out: str | None = None
+    tracking: TrackingSettings = _schema(TrackingSettings)
+
+
+@dataclass
 class SyncConfig:
     """``python -m dnc.sync``: which search (``run_dir`` or ``storage_url``, and
     ``search_name`` when the storage holds several) to write to which MLflow store
@@ -95,6 +130,23 @@ def storage_url_of(run_dir: str | None, storage_url: str | None) -> str:
     return url
 
 
+def wc_values(node: Any) -> list[float]:
+    """The ``wc`` values of ``dnc.report`` and ``dnc.transfer`` (a number or a list);
+    ``UserError`` unless each is a finite number >= 0."""
+    values = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_list(node) else [node]
+    if not isinstance(values, list) or not values:
+        raise UserError("wc: give a list of numbers, e.g. 'wc=[0,0.1,1]'")
+    try:
+        if any(isinstance(w, bool) for w in values):
+            raise TypeError
+        wcs = [float(w) for w in values]  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise UserError(f"wc={values}: give numbers >= 0, e.g. 'wc=[0,0.1,1]'") from err
+    if not all(w >= 0 and math.isfinite(w) for w in wcs):
+        raise UserError(f"wc={values}: each must be a finite number >= 0 (0: accuracy only)")
+    return wcs
+
+
 SCHEMAS: dict[str, tuple[type, str]] = {
     "DncConfig": (DncConfig, ""),
     "SearchSettings": (SearchSettings, "search"),
@@ -105,6 +157,8 @@ SCHEMAS: dict[str, tuple[type, str]] = {
     "TrackingSettings": (TrackingSettings, "tracking"),
     "ReportConfig": (ReportConfig, ""),
     "SyncConfig": (SyncConfig, ""),
+    "SearchRef": (SearchRef, ""),  # source and target: Hydra names the full key
+    "TransferConfig": (TransferConfig, ""),
 }
 """The typed nodes by class name (Hydra's messages name them) and where they sit in the
 config, for error messages."""
@@ -113,14 +167,15 @@ config, for error messages."""
 def register() -> None:
     """Store the schemas in Hydra's ``ConfigStore`` (idempotent): ``dnc_schema`` for
     ``python -m dnc``, ``report_schema`` for ``python -m dnc.report``, ``sync_schema`` for
-    ``python -m dnc.sync``. The settings dataclasses
-    are frozen; their config nodes are made writable so that overrides apply."""
+    ``python -m dnc.sync``, ``transfer_schema`` for ``python -m dnc.transfer``. The settings
+    dataclasses are frozen; their config nodes are made writable so that overrides apply."""
     from hydra.core.config_store import ConfigStore
 
     schemas = (
         ("dnc_schema", DncConfig),
         ("report_schema", ReportConfig),
         ("sync_schema", SyncConfig),
+        ("transfer_schema", TransferConfig),
     )
     for name, schema in schemas:
         node = OmegaConf.structured(schema)
@@ -285,7 +340,9 @@ __all__ = [
     "SCHEMAS",
     "DncConfig",
     "ReportConfig",
+    "SearchRef",
     "SyncConfig",
+    "TransferConfig",
     "build",
     "instantiate",
     "register",
@@ -294,5 +351,6 @@ __all__ = [
     "storage_url_of",
     "typed",
     "valid_keys",
+    "wc_values",
     "worker_index",
 ]

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from dnc.cli import fail, release_stderr, run_cli
 
@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from dnc.config import storage_url_of
+    from dnc.config import storage_url_of, wc_values
     from dnc.plugins import UserError
     from dnc.search.rescore import rescore, resolve_search, search_cost
     from dnc.search.storage import load, open_storage, search_studies
@@ -38,15 +38,7 @@ def main(cfg: DictConfig) -> None:
     try:
         url = storage_url_of(cfg.run_dir, cfg.storage_url)
         run_dir = Path(cfg.run_dir) if cfg.run_dir else None
-        wc_list = (
-            OmegaConf.to_container(cfg.wc, resolve=True) if OmegaConf.is_list(cfg.wc) else [cfg.wc]
-        )
-        if not isinstance(wc_list, list) or not wc_list:
-            raise UserError("wc: give a list of numbers, e.g. 'wc=[0,0.1,1]'")
-        try:
-            wcs = [float(w) for w in wc_list]  # type: ignore[arg-type]
-        except (TypeError, ValueError) as err:
-            raise UserError(f"wc={wc_list}: give numbers >= 0") from err
+        wcs = wc_values(cfg.wc)
         storage = open_storage(url)
         search = resolve_search(storage, cfg.search_name)
         cost = search_cost(storage, search)
