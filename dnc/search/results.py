@@ -36,9 +36,17 @@ class SearchResult:
     finished: bool = True
 
 
-def write_results(path: Path, result: SearchResult, *, storage: str, cost: CostEvaluator) -> Path:
+def write_results(
+    path: Path,
+    result: SearchResult,
+    *,
+    storage: str,
+    cost: CostEvaluator,
+    knee_wc: float | None = None,
+) -> Path:
     """Write ``results.json``: the search, whether it finished, its storage (password masked)
-    and cost, and the best candidates with their figures (and test accuracy)."""
+    and cost, and the best candidates with their figures (and test accuracy); with
+    ``search.wc=null``, the knee's ``wc`` that ranked them (``knee_wc``)."""
     best = []
     for r in result.best:
         row: dict[str, Any] = {
@@ -56,6 +64,7 @@ def write_results(path: Path, result: SearchResult, *, storage: str, cost: CostE
     content = {
         "search": result.name,
         "wc": result.settings.wc,
+        **({"knee_wc": knee_wc} if result.settings.wc is None else {}),
         "finished": result.finished,
         "storage": storage,
         "cost": {"name": cost.name, **cost.settings()},

@@ -322,6 +322,7 @@ class Search:
                 result,
                 storage=mask_url(self.storage_settings.url),
                 cost=self.cost,
+                knee_wc=self._wc(),
             )
         model = None
         if best and self._data is not None:

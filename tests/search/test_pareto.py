@@ -5,6 +5,7 @@ ramp GPs, and whose training stage continues from the knee of that front."""
 from __future__ import annotations
 
 import itertools
+import json
 import random
 
 import optuna
@@ -28,6 +29,7 @@ from dnc.tracking.pictures import SearchPictures
 
 STAGES = (
     StageSpec("core", objective="pareto", trials=9),
+    StageSpec("arch", kind="grid", trials=1),
     StageSpec("train", groups=("train",), trials=3),
 )
 
@@ -90,6 +92,10 @@ def front_search(tmp_path_factory):
     return tmp, uri, result, storage, core, train
 
 
+def grid(tmp):
+    return optuna.load_study(study_name="s/arch", storage=f"sqlite:///{tmp}/s.db")
+
+
 def test_the_core_stage_is_a_two_objective_study_of_accuracy_and_cost(front_search):
     _, _, _, _, core, _ = front_search
     assert core.directions == [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
@@ -115,7 +121,7 @@ def test_bo_steps_propose_by_hypervolume_on_every_earlier_trial(front_search):
 
 
 def test_later_stages_continue_from_the_knee_and_rank_with_its_wc(front_search):
-    _, _, result, storage, core, train = front_search
+    tmp, _, result, storage, core, train = front_search
     cost = recorded_cost(core)
     done = core.get_trials(states=(TrialState.COMPLETE,))
     parts = [
@@ -126,12 +132,19 @@ def test_later_stages_continue_from_the_knee_and_rank_with_its_wc(front_search):
     assert core.user_attrs[records.KNEE_WC] == pytest.approx(wc)
     assert search_wc_of(storage, "s") == pytest.approx(wc)
     knee = min(done, key=lambda t: score(records.figures(t), wc, cost))
-    assert train.user_attrs[records.BASE + "stage"] == records.candidate(knee)
+    arch = grid(tmp)
+    # the grid's first sub-stage starts from the knee
+    assert arch.user_attrs[records.BASE + "activation"] == records.candidate(knee)
+    best = min(ranked_trials(storage, "s"), key=lambda r: (r.stage == "train", r.loss))
+    assert train.user_attrs[records.BASE + "stage"] == dict(best.candidate)
     for t in train.get_trials(states=(TrialState.COMPLETE,)):
         assert t.value == pytest.approx(score(records.figures(t), wc, cost))
     rows = ranked_trials(storage, "s")
     assert [r.loss for r in rows] == sorted(r.loss for r in rows)
-    assert {r.stage for r in rows} == {"core", "train"}
+    written = json.loads((tmp / "run" / "results.json").read_text())
+    assert (written["wc"], written["knee_wc"]) == (None, pytest.approx(wc))
+    assert written["best"][0]["search_loss"] == pytest.approx(rows[0].loss)
+    assert {r.stage for r in rows} == {"core", "arch", "train"}
     assert result.best[0].loss == rows[0].loss
 
 
