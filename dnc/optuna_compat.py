@@ -283,11 +283,6 @@ class StorageProxy(BaseStorage, BaseHeartbeat):
         return self.rdb.get_heartbeat_stale_trial_callback()
 
 
-def raise_if_multi_objective(sampler: optuna.samplers.BaseSampler, study: optuna.Study) -> None:
-    """Optuna's own error for a single-objective sampler on a multi-objective study."""
-    sampler._raise_error_if_multi_objective(study)
-
-
 __all__ = [
     "StorageProxy",
     "ask",
@@ -295,7 +290,6 @@ __all__ = [
     "fail_stale_trials",
     "fail_trial",
     "heartbeat",
-    "raise_if_multi_objective",
     "set_trial_system_attr",
     "study_id",
     "storage_of",

@@ -81,9 +81,3 @@ def test_contains(distribution, inside, outside):
     assert optuna_compat.contains(distribution, inside)
     assert not optuna_compat.contains(distribution, outside)
 
-
-def test_a_single_objective_sampler_refuses_a_multi_objective_study():
-    study = optuna.create_study(directions=["minimize", "minimize"])
-    with pytest.raises(ValueError, match="multi-objective"):
-        optuna_compat.raise_if_multi_objective(optuna.samplers.RandomSampler(), study)
-    optuna_compat.raise_if_multi_objective(optuna.samplers.RandomSampler(), optuna.create_study())

@@ -25,7 +25,9 @@ improvement of the loss they compose (Monte Carlo, ``GenericMCObjective``): the 
 The cost term is a smooth, nearly deterministic function of the architecture and the batch size,
 and the error term mostly of the training hyperparameters, so each GP has far less to explain
 than one GP on their sum (``bench/search_quality.py`` measures the difference). With
-``wc = 0`` the split model is one GP on ``log10 fp``, i.e. on the loss itself.
+``wc = 0`` the split model is one GP on ``log10 fp``, i.e. on the loss itself. On a study with two
+objectives (a dnc Pareto stage: accuracy up, cost down; ``dnc.search.pareto``) the same two GPs
+score candidates by ``qLogNoisyExpectedHypervolumeImprovement`` of their front instead.
 
 Kernel hyperparameters are the paper's (``omega = 3``, weights 1, noise variance ``1e-4`` on the
 standardised outcome, constant mean 0) unless ``fit_kernel=True``, which fits ``omega``, the
