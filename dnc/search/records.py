@@ -13,11 +13,14 @@ evaluator's; each also as a number of its own under its ``metrics_of`` name, suc
 ``fail_reason`` (a trial that failed on its own; ``interrupted`` for one stopped by a signal, whose
 slot is run again), ``duplicate_of`` (a trial given up because another worker holds its candidate:
 ``PRUNED``), ``pruned_at_epoch`` (a trial a pruner stopped, ``PRUNED`` with its figures so far),
+``warm_start_from`` (a warm-started trial: the source trial, ``<search>/<stage>/<number>``),
 ``mlflow_run_id``.
 
 On a stage's study (``user_attrs``): ``dnc.settings`` (the search's settings), ``dnc.cost``
 (the cost evaluator and its calibrated normaliser; on the first stage's study),
-``dnc.base.<stage or sub-stage>`` (the candidate it holds fixed), ``dnc.finished``,
+``dnc.base.<stage or sub-stage>`` (the candidate it holds fixed), ``dnc.warm_start`` (on the
+first BO stage's study of a warm-started search: ``source``, the search it started from, and
+``entries``, each the ``from`` trial and the ``params`` queued for it), ``dnc.finished``,
 ``dnc.final_test`` (test accuracies, on the last stage's study), ``mlflow_parent_run_id``,
 ``mlflow_search_label`` (the name of the search's MLflow runs) and ``mlflow_stage_run_id``.
 """
@@ -46,6 +49,7 @@ PRUNED_AT = "pruned_at_epoch"  # a trial a pruner stopped after this epoch (trai
 FAIL_REASON = "fail_reason"
 INTERRUPTED = "interrupted"  # the fail_reason of a trial stopped by SIGTERM or Ctrl-C
 MLFLOW_RUN = "mlflow_run_id"
+WARM_START_FROM = "warm_start_from"  # a warm-started trial: <search>/<stage>/<number> it came from
 
 # -- study attributes -------------------------------------------------------------------------
 SETTINGS = "dnc.settings"
@@ -53,6 +57,7 @@ COST = "dnc.cost"
 BASE = "dnc.base."
 FINISHED = "dnc.finished"
 FINAL_TEST = "dnc.final_test"
+WARM_START = "dnc.warm_start"  # the first BO stage's warm start: source and queued entries
 MLFLOW_SEARCH_RUN = "mlflow_parent_run_id"
 MLFLOW_STAGE_RUN = "mlflow_stage_run_id"
 MLFLOW_SEARCH_LABEL = "mlflow_search_label"  # how the search's MLflow runs are named
@@ -209,6 +214,8 @@ __all__ = [
     "WORKER",
     "Ranked",
     "UNITS",
+    "WARM_START",
+    "WARM_START_FROM",
     "candidate",
     "candidate_key",
     "abandoned",

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from dnc.plugins import CostEvaluator, Dataset, SearchSpace, TensorData, UserError
-from dnc.search import coordination, records
+from dnc.search import coordination, records, warm_start
 from dnc.search.best_model import BestWeights
 from dnc.search.calibration import calibrated
 from dnc.search.driver import Driver, TrialsFailed, best_loss
@@ -99,10 +99,13 @@ class Search:
         self._data: TensorData | None = dataset if isinstance(dataset, TensorData) else None
         self._placed = False
         self.best_weights = BestWeights(self.output_dir)
+        self._warm: warm_start.WarmSource | None = None
+        self._warm_label = ""  # the source's label, also when a resumed stage recorded it
 
     # -- the algorithm ------------------------------------------------------------------------
     def run(self) -> SearchResult:
         """Run (or resume) every stage, then the final test; the best candidates."""
+        self._warm = self._warm_source()  # an unusable source stops the search before training
         data = self.load_data()
         first = self._study(self.stages[0], record=False)  # settings once the cost is calibrated
         if records.SETTINGS in first.user_attrs:  # joining a search: is it this one?
@@ -148,7 +151,7 @@ class Search:
         driver.report_abandoned(study)
         finished = interrupted = False
         try:
-            stage.run(self._context(driver), study)
+            stage.run(self._context(driver, stage), study)
             finished = True
         except KeyboardInterrupt:
             interrupted = True
@@ -232,7 +235,8 @@ class Search:
             grace_period=self.storage_settings.grace_period,
         )
 
-    def _context(self, driver: Driver) -> StageContext:
+    def _context(self, driver: Driver, stage: Stage) -> StageContext:
+        first_bo = stage.spec == self.settings.first_bo_stage()
         return StageContext(
             search=self.settings.name,
             storage=self.storage,
@@ -241,7 +245,39 @@ class Search:
             observer=self.observer,
             seed=self.seed,
             loss_parts=LossParts.of_search(self.settings.wc, self.cost),
+            warm_source=self._warm if first_bo else None,
         )
+
+    def _warm_source(self) -> warm_start.WarmSource | None:
+        """The search the first BO stage starts from (``search.warm_start``), checked; ``None``
+        when there is none, or when the stage already recorded its warm start (a resumed
+        search, another worker: the recorded plan is used, and the source need not be there)."""
+        spec = self.settings.first_bo_stage()
+        if not self.settings.warm_start.enabled or spec is None:
+            return None
+        try:
+            study = load(self.storage, study_name(self.settings.name, spec.name))
+        except KeyError:
+            study = None
+        done = warm_start.recorded(study) if study is not None else None
+        if done is not None:
+            self._warm_label = done[0]
+            return None
+        if study is not None and study.get_trials(deepcopy=False):
+            raise UserError(
+                f"search.warm_start: stage {spec.name} of search {self.settings.name!r} in this "
+                "storage started without a warm start; give this one another search.name"
+            )
+        source = warm_start.open_source(
+            self.settings.warm_start,
+            search=self.settings.name,
+            storage=self.storage,
+            storage_url=self.storage_settings.url,
+            space=self.space,
+            groups=spec.groups,
+        )
+        self._warm_label = source.label
+        return source
 
     def _check_some_trial_completed(self) -> None:
         """Stop when every trial so far failed: later stages would only vary nothing."""
@@ -316,6 +352,8 @@ class Search:
             f"{self.cost.name} ({_compact(self.cost.settings())}); wc {self.settings.wc}; "
             f"training on {self.trainer.torch_device()}"
         ]
+        if self._warm is not None:
+            notes.append(f"warm start: from the best candidates of {self._warm.label}")
         if self.resume_hint:
             notes.append(f"to resume if stopped: {self.resume_hint}")
         return tuple(notes)
@@ -340,6 +378,7 @@ class Search:
             "pruner": self.trainer.pruner,
             "bo": json.dumps(asdict(s.bo)),
             "final_test": s.final_test,
+            "warm_start": self._warm_label,
         }
 
 
