@@ -19,8 +19,9 @@ compare exactly), ``wc=0.1``, ``--prior-states`` Sobol prior states + ``--steps`
 
 Figures per seed: ``cold``: the trial (1-based, in trial order) at which the cold search found
 its final best loss; ``warm``: the first trial at which the warm search's loss is at most that
-loss (``budget + 1`` when it never is: counted as a miss). Last line: one JSON object with
-``trials_to_cold_best`` (the means over seeds), the medians, misses, per-seed figures, the
+loss (``budget + 1`` when it never is: counted as a miss); and the best loss after each trial.
+Last line: one JSON object with ``trials_to_cold_best`` (the means over seeds), the medians,
+misses, the mean best loss after 1, 2, 5, budget/2 and budget trials, per-seed figures, the
 settings and the machine. Target (issue #16): warm needs at most half the trials of cold.
 
     python bench/warm_start.py [--seeds 10] [--jobs 2] [--quick]
@@ -124,6 +125,7 @@ def figures(url: str) -> dict[str, Any]:
     return {
         "cold": at,
         "warm": reached[0] if reached else len(warm) + 1,
+        "best_so_far": {"warm": _running_min(warm), "cold": _running_min(cold)},
         "warm_reached": bool(reached),
         "cold_best_loss": round(best, 4),
         "warm_best_loss": round(min(warm), 4),
@@ -132,9 +134,18 @@ def figures(url: str) -> dict[str, Any]:
     }
 
 
+def _running_min(losses: list[float]) -> list[float]:
+    """The best loss after each trial."""
+    out, best = [], math.inf
+    for loss in losses:
+        best = min(best, loss)
+        out.append(round(best, 4))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--seeds", type=int, default=None, help="default 10 (--quick: 2)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--prior-states", type=int, default=10)
@@ -145,7 +156,8 @@ def main() -> None:
     )
     ns = parser.parse_args()
     if ns.quick:
-        ns.seeds, ns.epochs, ns.prior_states, ns.steps = 2, 3, 5, 5
+        ns.epochs, ns.prior_states, ns.steps = 3, 5, 5
+    ns.seeds = ns.seeds or (2 if ns.quick else 10)
     args = {
         "epochs": ns.epochs,
         "prior_states": ns.prior_states,
@@ -171,6 +183,15 @@ def main() -> None:
         )
     mean = {k: statistics.fmean(r[k] for r in per_seed) for k in ("warm", "cold")}
     median = {k: statistics.median(r[k] for r in per_seed) for k in ("warm", "cold")}
+    budget = ns.prior_states + ns.steps
+    marks = sorted({1, 2, 5, budget // 2, budget})
+    after = {  # the mean over seeds of the best loss after k trials
+        k: {
+            s: round(statistics.fmean(r["best_so_far"][s][k - 1] for r in per_seed), 4)
+            for s in ("warm", "cold")
+        }
+        for k in marks
+    }
     result = {
         "trials_to_cold_best": {k: round(v, 2) for k, v in mean.items()},
         "median_trials_to_cold_best": median,
@@ -181,6 +202,7 @@ def main() -> None:
             "warm": round(statistics.fmean(r["warm_best_loss"] for r in per_seed), 4),
             "cold": round(statistics.fmean(r["cold_best_loss"] for r in per_seed), 4),
         },
+        "mean_best_loss_after_trials": after,
         "per_seed": per_seed,
         "settings": {
             "seeds": ns.seeds,
@@ -190,7 +212,7 @@ def main() -> None:
             "stage": "one ramp-BO stage over core + train",
             "cost": "numparams",
             "wc": WC,
-            "budget": ns.prior_states + ns.steps,
+            "budget": budget,
             **args,
             "jobs": ns.jobs,
         },
@@ -202,6 +224,8 @@ def main() -> None:
         f"{mean['warm']:.2f}, cold {mean['cold']:.2f} (ratio {result['ratio']:.2f}; target <= "
         f"0.5); warm never reached it in {result['warm_missed']} seeds"
     )
+    for k, v in after.items():
+        print(f"mean best loss after {k:2d} trials: warm {v['warm']:+.4f}, cold {v['cold']:+.4f}")
     print(json.dumps(result))
 
 
