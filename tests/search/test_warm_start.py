@@ -18,6 +18,7 @@ import optuna
 import pytest
 from conftest import TINY, run_dnc
 from dnc_mlp.space import MLPSpace
+from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from dnc.bo import RampBOSampler
@@ -196,6 +197,7 @@ WORKER = textwrap.dedent(
     import sys, time
     import optuna
     from dnc_mlp.space import MLPSpace
+from mlflow.tracking import MlflowClient
     from dnc.search import warm_start
     from dnc.search.driver import Wait
     from dnc.search.settings import BOSettings, SearchSettings, StageSpec, WarmStartSettings
@@ -303,12 +305,14 @@ def test_an_unusable_source_is_one_line_before_training(
 
 
 def test_the_command_line_starts_from_a_run_folder(source, tmp_path):
+    """Digits -> Morse from the command line; MLflow shows where the warm trials came from."""
     run_dir = Path(source.removeprefix("sqlite:///")).parent
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
     proc = run_dnc(
         tmp_path,
         "search=quick",
         "trainer.epochs=1",
-        "tracking.uri=null",
+        f"tracking.uri={uri}",
         "dataset=morse",
         "dataset.classes=16",
         "dataset.examples_per_class=20",
@@ -323,3 +327,8 @@ def test_the_command_line_starts_from_a_run_folder(source, tmp_path):
     )
     origins = [t.user_attrs.get(records.WARM_START_FROM) for t in study.get_trials()]
     assert origins[:2] == [o for o in origins if o] and len(origins) == 3
+    client = MlflowClient(tracking_uri=uri)
+    tags = [client.get_run(t.user_attrs[records.MLFLOW_RUN]).data.tags for t in study.trials]
+    assert [t.get("dnc.warm_start_from") for t in tags] == origins
+    search_run = client.get_run(study.user_attrs[records.MLFLOW_SEARCH_RUN])
+    assert search_run.data.params["warm_start"].startswith("src in sqlite:///")
