@@ -24,7 +24,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from dnc.bo.settings import BOSettings
 from dnc.plugins import UserError
-from dnc.search.settings import SearchSettings, StageSpec, StorageSettings
+from dnc.search.settings import SearchSettings, StageSpec, StorageSettings, WarmStartSettings
 from dnc.tracking.settings import TrackingSettings
 from dnc.train.settings import TrainerSettings
 
@@ -152,6 +152,7 @@ SCHEMAS: dict[str, tuple[type, str]] = {
     "SearchSettings": (SearchSettings, "search"),
     "StageSpec": (StageSpec, "search.stages[i]"),
     "BOSettings": (BOSettings, "search.bo"),
+    "WarmStartSettings": (WarmStartSettings, "search.warm_start"),
     "TrainerSettings": (TrainerSettings, "trainer"),
     "StorageSettings": (StorageSettings, "storage"),
     "TrackingSettings": (TrackingSettings, "tracking"),

@@ -10,6 +10,7 @@ A search space draws a candidate define-by-run from a ``Suggest`` (re-exported a
 - ``UniformSuggest``: a stream of numbers in ``[0, 1]`` (Sobol points, random draws);
 - ``CoordinateSuggest``: one row of uniforms, each parameter reading its own coordinate;
 - ``ReplaySuggest``: the values of a known candidate (rebuilding it from its params);
+- ``TransferSuggest``: the values of another search's candidate, clamped into this space;
 - ``RecordingSuggest``: any of these, recording what the space asked (kind, bounds, group).
 
 This module imports nothing from dnc, so every layer may use it.
@@ -239,6 +240,62 @@ class ReplaySuggest:
         return self._get(name, default)
 
 
+class TransferSuggest(_Held):
+    """Answers the parameters of the ``active`` groups from ``values`` (a candidate of another
+    search: a warm start), each clamped into the bounds this space gives it now (names clamped
+    so are kept in ``clamped``), the rest from ``base`` or their default; the searched values
+    are collected in ``params``. A categorical value that is not one of the choices raises
+    ``ValueError``; a parameter ``values`` lacks takes its default.
+
+    Example:
+        >>> s = TransferSuggest({"hidden_0": 800, "num_hidden_layers": 1}, active=("core",))
+        >>> MLPSpace(hidden_nodes=(20, 400)).sample(s)["hidden_0"], s.clamped
+        (400, ['hidden_0'])
+    """
+
+    def __init__(
+        self,
+        values: Mapping[str, Any],
+        active: Collection[str] | None = None,
+        base: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(active, base)
+        self.values = dict(values)
+        self.params: dict[str, Any] = {}
+        self.clamped: list[str] = []
+
+    def _number(self, name: str, low: Any, high: Any, default: Any, kind: type) -> Any:
+        value = kind(self.values.get(name, default))
+        if not low <= value <= high:
+            value = min(max(value, kind(low)), kind(high))
+            self.clamped.append(name)
+        self.params[name] = value
+        return value
+
+    def int(
+        self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
+    ) -> int:
+        if not self._searched(group):
+            return int(self.base.get(name, default))
+        return int(self._number(name, low, high, default, int))
+
+    def float(
+        self, name: str, low: float, high: float, *, group: str, default: float, log: bool = False
+    ) -> float:
+        if not self._searched(group):
+            return float(self.base.get(name, default))
+        return float(self._number(name, low, high, default, float))
+
+    def categorical(self, name: str, choices: Sequence[Any], *, group: str, default: Any) -> Any:
+        if not self._searched(group):
+            return self.base.get(name, default)
+        value = self.values.get(name, default)
+        if value not in list(choices):
+            raise ValueError(f"{name}={value!r} is not one of {list(choices)}")
+        self.params[name] = value
+        return value
+
+
 @dataclass
 class ParamRecord:
     """What a space asked for one parameter, over one or more samples: its kind (``int``,
@@ -297,6 +354,7 @@ __all__ = [
     "RecordingSuggest",
     "ReplaySuggest",
     "Suggest",
+    "TransferSuggest",
     "TrialSuggest",
     "UniformSuggest",
 ]

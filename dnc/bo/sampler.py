@@ -135,7 +135,10 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         space: the search space; its ``kernel_features()`` say what the kernel compares.
         active: the groups the stage searches (``None``: all); the rest are held at ``base``.
         base: held values (the best candidate so far).
-        prior_states: how many trials (by trial number) take Sobol points.
+        prior_states: how many trials (by trial number) are prior states: Sobol points, or
+            the candidates of a warm start.
+        warm_trials: how many of the prior states are a warm start's queued candidates (the
+            first trial numbers, not sampled here); Sobol point 0 goes to the next trial.
         explore: random candidates scored by expected improvement per BO step.
         fit_kernel: fit ``omega``, weights, noise and mean by marginal likelihood.
         seed: fixes every random choice (``None``: a random seed).
@@ -170,9 +173,12 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         omega: float = _DEFAULTS.omega,
         loss_parts: LossSplit | None = None,
         at_bounds: float = _DEFAULTS.at_bounds,
+        warm_trials: int = 0,
     ) -> None:
-        if prior_states < 0 or explore < 1:
-            raise ValueError("RampBOSampler: prior_states must be >= 0 and explore >= 1")
+        if prior_states < 0 or explore < 1 or warm_trials < 0:
+            raise ValueError(
+                "RampBOSampler: prior_states and warm_trials must be >= 0 and explore >= 1"
+            )
         if not (omega > 0 and math.isfinite(omega)):
             raise ValueError(f"RampBOSampler: omega={omega} must be a positive number")
         if not 0 <= at_bounds < 1:
@@ -181,6 +187,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self.active = None if active is None else tuple(active)
         self.base = dict(base or {})
         self.prior_states = int(prior_states)
+        self.warm_trials = int(warm_trials)
         self.explore = int(explore)
         self.fit_kernel = bool(fit_kernel)
         self.seed = int(seed) if seed is not None else random.SystemRandom().randrange(2**31)
@@ -355,7 +362,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
 
     def _prior(self, number: int, taken: set[Hashable]) -> Proposal:
         assert self._draws is not None
-        candidate, params, fresh = self._draws.prior(number, taken)
+        point = number - self.warm_trials if number >= self.warm_trials else number
+        candidate, params, fresh = self._draws.prior(point, taken)
         return Proposal(params, candidate, "prior" if fresh else "repeat")
 
     def _bo(

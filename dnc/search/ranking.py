@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from dnc.plugins import CostEvaluator
 from dnc.search import pareto, records
@@ -57,17 +57,26 @@ def ranked_trials(
 def search_wc(studies: list[optuna.Study], cost: CostEvaluator) -> float:
     """The ``wc`` a search ranks with: the one it records (``search.wc``), else the knee of its
     Pareto stages' trials (``pareto.knee_wc``; recorded as ``dnc.knee_wc`` once the stage
-    finished)."""
-    settings: Mapping[str, Any] = studies[0].user_attrs.get(records.SETTINGS) or {}
+    finished; ``pareto.DEFAULT_WC`` before a front has two points)."""
+    first = studies[0].user_attrs if studies else {}
+    settings: Mapping[str, Any] = first.get(records.SETTINGS) or {}
     if settings.get("wc") is not None:
         return float(settings["wc"])
-    figures = []
     for study in studies:
-        if not pareto.is_pareto(study):
-            continue
-        if records.KNEE_WC in study.user_attrs:
+        if pareto.is_pareto(study) and records.KNEE_WC in study.user_attrs:
             return float(study.user_attrs[records.KNEE_WC])
-        figures += [f for t in _completed(study) if (f := records.figures(t)) is not None]
+    return knee_of(studies, cost)
+
+
+def knee_of(studies: list[optuna.Study], cost: CostEvaluator) -> float:
+    """``pareto.knee_wc`` of the completed trials of the Pareto stages among ``studies``."""
+    figures = [
+        f
+        for study in studies
+        if pareto.is_pareto(study)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if (f := records.figures(t)) is not None
+    ]
     return pareto.knee_of(figures, cost)
 
 
@@ -77,8 +86,4 @@ def search_wc_of(storage: optuna.storages.BaseStorage, search: str) -> float:
     return search_wc(studies, recorded_cost(studies[0]))
 
 
-def _completed(study: optuna.Study) -> list[FrozenTrial]:
-    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-
-
-__all__ = ["ranked_trials", "search_wc", "search_wc_of"]
+__all__ = ["knee_of", "ranked_trials", "search_wc", "search_wc_of"]

@@ -13,11 +13,14 @@ evaluator's; each also as a number of its own under its ``metrics_of`` name, suc
 ``fail_reason`` (a trial that failed on its own; ``interrupted`` for one stopped by a signal, whose
 slot is run again), ``duplicate_of`` (a trial given up because another worker holds its candidate:
 ``PRUNED``), ``pruned_at_epoch`` (a trial a pruner stopped, ``PRUNED`` with its figures so far),
+``warm_start_from`` (a warm-started trial: the source trial, ``<search>/<stage>/<number>``),
 ``mlflow_run_id``.
 
 On a stage's study (``user_attrs``): ``dnc.settings`` (the search's settings), ``dnc.cost``
 (the cost evaluator and its calibrated normaliser; on the first stage's study),
-``dnc.base.<stage or sub-stage>`` (the candidate it holds fixed), ``dnc.finished``,
+``dnc.base.<stage or sub-stage>`` (the candidate it holds fixed), ``dnc.warm_start`` (on the
+first BO stage's study of a warm-started search: ``source``, the search it started from, and
+``entries``, each the ``from`` trial and the ``params`` queued for it), ``dnc.finished``,
 ``dnc.final_test`` (test accuracies, on the last stage's study), ``dnc.knee_wc`` (a finished
 Pareto stage's knee, the ``wc`` later stages rank with under ``search.wc=null``),
 ``mlflow_parent_run_id``,
@@ -48,6 +51,7 @@ PRUNED_AT = "pruned_at_epoch"  # a trial a pruner stopped after this epoch (trai
 FAIL_REASON = "fail_reason"
 INTERRUPTED = "interrupted"  # the fail_reason of a trial stopped by SIGTERM or Ctrl-C
 MLFLOW_RUN = "mlflow_run_id"
+WARM_START_FROM = "warm_start_from"  # a warm-started trial: <search>/<stage>/<number> it came from
 
 # -- study attributes -------------------------------------------------------------------------
 SETTINGS = "dnc.settings"
@@ -56,6 +60,7 @@ BASE = "dnc.base."
 FINISHED = "dnc.finished"
 FINAL_TEST = "dnc.final_test"
 KNEE_WC = "dnc.knee_wc"
+WARM_START = "dnc.warm_start"  # the first BO stage's warm start: source and queued entries
 MLFLOW_SEARCH_RUN = "mlflow_parent_run_id"
 MLFLOW_STAGE_RUN = "mlflow_stage_run_id"
 MLFLOW_SEARCH_LABEL = "mlflow_search_label"  # how the search's MLflow runs are named
@@ -221,6 +226,8 @@ __all__ = [
     "WORKER",
     "Ranked",
     "UNITS",
+    "WARM_START",
+    "WARM_START_FROM",
     "candidate",
     "candidate_key",
     "abandoned",

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class SamplerContext:
     """What a sampler factory may use: the space, the stage's groups, the held values and, in a
-    dnc search, how each trial's search loss splits into fp and fc (``loss_parts``)."""
+    dnc search, how each trial's search loss splits into fp and fc (``loss_parts``) and how
+    many of the first trials are a warm start's queued candidates (``warm_trials``: they count
+    among the prior states)."""
 
     space: SearchSpace
     groups: tuple[str, ...]
@@ -28,6 +30,7 @@ class SamplerContext:
     extras: Mapping[str, Any] = field(default_factory=dict)
     loss_parts: LossParts | None = None
     objective: str = "loss"  # "pareto": a two-objective study (dnc.search.pareto)
+    warm_trials: int = 0
 
 
 SamplerFactory = Callable[[SamplerContext], optuna.samplers.BaseSampler]
@@ -65,6 +68,7 @@ def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
         at_bounds=ctx.bo.at_bounds,
         loss_parts=ctx.loss_parts if ctx.bo.model == "split" or ctx.objective == "pareto" else None,
         seed=ctx.seed,
+        warm_trials=ctx.warm_trials,
     )
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 
 from dnc.plugins import CostEvaluator, Dataset, SearchSpace, TensorData, UserError
-from dnc.search import coordination, pareto, records
+from dnc.search import coordination, pareto, records, warm_start
 from dnc.search.best_model import BestWeights
 from dnc.search.calibration import calibrated
 from dnc.search.driver import Driver, TrialsFailed, best_loss
@@ -34,17 +34,11 @@ from dnc.search.events import (
 )
 from dnc.search.objective import LossParts
 from dnc.search.pruning import make_pruner
-from dnc.search.ranking import ranked_trials, search_wc
+from dnc.search.ranking import knee_of, ranked_trials, search_wc
 from dnc.search.results import SearchResult, final_test, recorded_test_acc, write_results
 from dnc.search.settings import SearchSettings, StorageSettings
 from dnc.search.stages import Stage, StageContext, describe_stages, make_stage
-from dnc.search.storage import (
-    load,
-    mask_url,
-    open_storage,
-    search_studies,
-    study_name,
-)
+from dnc.search.storage import load, mask_url, open_storage, search_studies, study_name
 from dnc.search.trial import TrialRunner, worker_name
 from dnc.train.settings import TrainerSettings
 
@@ -99,10 +93,13 @@ class Search:
         self._data: TensorData | None = dataset if isinstance(dataset, TensorData) else None
         self._placed = False
         self.best_weights = BestWeights(self.output_dir)
+        self._warm: warm_start.WarmSource | None = None
+        self._warm_label = ""  # the source's label, also when a resumed stage recorded it
 
     # -- the algorithm ------------------------------------------------------------------------
     def run(self) -> SearchResult:
         """Run (or resume) every stage, then the final test; the best candidates."""
+        self._warm = self._warm_source()  # an unusable source stops the search before training
         data = self.load_data()
         first = self._study(self.stages[0], record=False)  # settings once the cost is calibrated
         if records.SETTINGS in first.user_attrs:  # joining a search: is it this one?
@@ -148,7 +145,7 @@ class Search:
         driver.report_abandoned(study)
         finished = interrupted = False
         try:
-            stage.run(self._context(driver), study)
+            stage.run(self._context(driver, stage), study)
             finished = True
         except KeyboardInterrupt:
             interrupted = True
@@ -165,7 +162,7 @@ class Search:
                 StageFinished(spec, study, finished, min(values) if values else None, interrupted)
             )
         if pareto.is_pareto(study):
-            study.set_user_attr(records.KNEE_WC, self._knee(study))
+            study.set_user_attr(records.KNEE_WC, knee_of([study], self.cost))
         study.set_user_attr(records.FINISHED, True)
         self._check_some_trial_completed()
 
@@ -247,7 +244,8 @@ class Search:
             grace_period=self.storage_settings.grace_period,
         )
 
-    def _context(self, driver: Driver) -> StageContext:
+    def _context(self, driver: Driver, stage: Stage) -> StageContext:
+        first_bo = stage.spec == self.settings.first_bo_stage()
         return StageContext(
             search=self.settings.name,
             storage=self.storage,
@@ -256,6 +254,7 @@ class Search:
             observer=self.observer,
             seed=self.seed,
             loss_parts=LossParts.of_search(self._wc(), self.cost),
+            warm_source=self._warm if first_bo else None,
         )
 
     def _wc(self) -> float:
@@ -264,14 +263,38 @@ class Search:
         if self.settings.wc is not None:
             return self.settings.wc
         names = search_studies(self.storage, self.settings.name)
-        if not names:
-            return pareto.DEFAULT_WC
         return search_wc([load(self.storage, n) for n in names], self.cost)
 
-    def _knee(self, study: optuna.Study) -> float:
-        """The knee ``wc`` of a Pareto stage's completed trials."""
-        trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-        return pareto.knee_of([f for t in trials if (f := records.figures(t))], self.cost)
+    def _warm_source(self) -> warm_start.WarmSource | None:
+        """The search the first BO stage starts from (``search.warm_start``), checked; ``None``
+        when there is none, or when the stage already recorded its warm start (a resumed
+        search, another worker: the recorded plan is used, and the source need not be there)."""
+        spec = self.settings.first_bo_stage()
+        if not self.settings.warm_start.enabled or spec is None:
+            return None
+        try:
+            study = load(self.storage, study_name(self.settings.name, spec.name))
+        except KeyError:
+            study = None
+        done = warm_start.recorded(study) if study is not None else None
+        if done is not None:
+            self._warm_label = done[0]
+            return None
+        if study is not None and study.get_trials(deepcopy=False):
+            raise UserError(
+                f"search.warm_start: stage {spec.name} of search {self.settings.name!r} in this "
+                "storage started without a warm start; give this one another search.name"
+            )
+        source = warm_start.open_source(
+            self.settings.warm_start,
+            search=self.settings.name,
+            storage=self.storage,
+            storage_url=self.storage_settings.url,
+            space=self.space,
+            groups=spec.groups,
+        )
+        self._warm_label = source.label
+        return source
 
     def _check_some_trial_completed(self) -> None:
         """Stop when every trial so far failed: later stages would only vary nothing."""
@@ -341,19 +364,18 @@ class Search:
             return None
 
     def _notes(self, data: TensorData) -> tuple[str, ...]:
+        wc = "the knee of the front (null)" if self.settings.wc is None else self.settings.wc
         notes = [
             f"{data.name}: {len(data.xtr)} train / {len(data.xva)} val / {len(data.xte)} "
             f"test, {data.num_classes} classes; space {self.space.name}; cost "
-            f"{self.cost.name} ({_compact(self.cost.settings())}); wc {self._wc_text()}; "
+            f"{self.cost.name} ({_compact(self.cost.settings())}); wc {wc}; "
             f"training on {self.trainer.torch_device()}"
         ]
+        if self._warm is not None:
+            notes.append(f"warm start: from the best candidates of {self._warm.label}")
         if self.resume_hint:
             notes.append(f"to resume if stopped: {self.resume_hint}")
         return tuple(notes)
-
-    def _wc_text(self) -> str:
-        wc = self.settings.wc
-        return "the knee of the front (search.wc=null)" if wc is None else str(wc)
 
     def _params(self) -> dict[str, Any]:
         """The search's settings, flat: recorded on its studies and logged by trackers."""
@@ -375,6 +397,7 @@ class Search:
             "pruner": self.trainer.pruner,
             "bo": json.dumps(asdict(s.bo)),
             "final_test": s.final_test,
+            "warm_start": self._warm_label,
         }
 
 

@@ -100,6 +100,56 @@ class StageSpec:
             raise UserError(f"{where}.objective=pareto: only a bo stage can search a front")
 
 
+@dataclass(frozen=True)
+class WarmStartSettings:
+    """Start the first BO stage from a finished search (``search.warm_start``): its best
+    ``candidates`` distinct candidates (rebuilt for this search's data and space, retrained)
+    take the first of the stage's ``search.bo.prior_states`` (so at most that many); Sobol
+    points fill the rest.
+
+    The source is the search ``search`` in the Optuna storage ``storage`` (an SQLAlchemy URL),
+    or in the run folder ``run_dir`` (its ``optuna.db``), or, with neither, in this search's own
+    storage; ``search`` may be left out when that storage holds one other search. Setting any
+    of the three turns warm start on. It needs the same search space; numeric values outside
+    this space's bounds are clamped to them, and a candidate with a choice this space lacks is
+    skipped (each with a warning).
+
+    Example:
+        >>> WarmStartSettings(search="morse-mlp", run_dir="outputs/morse-mlp/2026-12-01_10-00-00")
+    """
+
+    search: str | None = None
+    storage: str | None = None
+    run_dir: str | None = None
+    candidates: int = 5
+
+    def __post_init__(self) -> None:
+        c = self.candidates
+        if isinstance(c, bool) or not isinstance(c, int) or c < 1:
+            raise UserError(
+                f"search.warm_start.candidates={c!r}: give a whole number >= 1 (how many of the "
+                "source's best candidates start the first BO stage)"
+            )
+        if self.storage is not None and self.run_dir is not None:
+            raise UserError(
+                "search.warm_start: give storage=<an Optuna storage URL> or run_dir=<a search's "
+                "run folder>, not both"
+            )
+        if self.storage is not None and "://" not in str(self.storage):
+            raise UserError(
+                f"search.warm_start.storage={self.storage!r}: give an SQLAlchemy URL such as "
+                "sqlite:///outputs/digits-mlp/2026-12-01_10-00-00/optuna.db"
+            )
+        for key in ("search", "storage", "run_dir"):
+            if getattr(self, key) == "":
+                raise UserError(f"search.warm_start.{key} is empty: give a value, or null")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a source is named (any of ``search``, ``storage``, ``run_dir``)."""
+        return any(v is not None for v in (self.search, self.storage, self.run_dir))
+
+
 PAPER_STAGES = (
     StageSpec("core", groups=("core",)),
     StageSpec("arch", kind="grid", groups=("arch",)),
@@ -116,7 +166,8 @@ class SearchSettings:
     ``log10(fp + wc * fc)`` (``None``: the knee of the front its first stage, a Pareto stage,
     finds: ``dnc.search.pareto``); ``stages`` run in order, each from the best candidate so far;
     ``sampler`` proposes the candidates of ``bo`` stages (``ramp``, ``gp``, ``tpe``,
-    ``random``); ``num_best`` candidates are reported (and retrained on train + validation for
+    ``random``); ``warm_start`` starts the first BO stage from another search's best
+    candidates; ``num_best`` candidates are reported (and retrained on train + validation for
     their test accuracy with ``final_test``); ``max_failures_in_a_row`` failed trials stop it.
 
     Example:
@@ -128,6 +179,7 @@ class SearchSettings:
     stages: tuple[StageSpec, ...] = PAPER_STAGES
     sampler: str = "ramp"
     bo: BOSettings = field(default_factory=BOSettings)
+    warm_start: WarmStartSettings = field(default_factory=WarmStartSettings)
     num_best: int = 5
     final_test: bool = False
     max_failures_in_a_row: int = 10
@@ -155,12 +207,30 @@ class SearchSettings:
                 raise UserError(
                     f"search.sampler={sampler!r}: choose one of {', '.join(sorted(SAMPLERS))}"
                 )
+        if self.warm_start.enabled:
+            self._check_warm_start()
         if not isinstance(self.final_test, bool):
             raise UserError(f"search.final_test={self.final_test!r}: give true or false")
         if self.num_best < 1:
             raise UserError(f"search.num_best={self.num_best}: must be at least 1")
         if self.max_failures_in_a_row < 1:
             raise UserError("search.max_failures_in_a_row must be at least 1")
+
+    def _check_warm_start(self) -> None:
+        if self.first_bo_stage() is None:
+            raise UserError("search.warm_start: this search has no bo stage to start")
+
+    def warm_slots(self) -> int:
+        """How many warm-started candidates the first BO stage takes: ``warm_start.candidates``,
+        at most its prior states (0: no warm start)."""
+        first = self.first_bo_stage()
+        if not self.warm_start.enabled or first is None:
+            return 0
+        return min(self.warm_start.candidates, self.bo.prior_states, self.budget(first))
+
+    def first_bo_stage(self) -> StageSpec | None:
+        """The stage a warm start starts (``None``: the search has no ``bo`` stage)."""
+        return next((s for s in self.stages if s.kind == "bo"), None)
 
     def budget(self, stage: StageSpec) -> int:
         """A ``bo`` stage's number of trials (a ``grid`` stage's ``trials`` is its cap per
@@ -215,5 +285,6 @@ __all__ = [
     "SearchSettings",
     "StageSpec",
     "StorageSettings",
+    "WarmStartSettings",
     "check_wc",
 ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import optuna
@@ -22,7 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dnc import optuna_compat
 from dnc.plugins import Candidate, SearchSpace, UserError, candidate_key
-from dnc.search import coordination, records
+from dnc.search import coordination, records, warm_start
 from dnc.search.driver import Driver, Wait
 from dnc.search.events import SearchObserver, SubstageStarted
 from dnc.search.objective import LossParts
@@ -38,7 +38,8 @@ from dnc.suggest import TrialSuggest
 @dataclass
 class StageContext:
     """What a stage runs with: the search it belongs to (``search`` in ``storage``), the
-    space, the driver of its trials, and the seed and loss parts its sampler takes."""
+    space, the driver of its trials, the seed and loss parts its sampler takes, and, for the
+    first BO stage of a warm-started search, the search it starts from (``warm_source``)."""
 
     search: str
     storage: optuna.storages.BaseStorage
@@ -47,6 +48,7 @@ class StageContext:
     observer: SearchObserver
     seed: int
     loss_parts: LossParts
+    warm_source: warm_start.WarmSource | None = None
 
     def base(self, study: optuna.Study, key: str) -> Candidate:
         """The candidate a stage (``key="stage"``) or grid sub-stage holds fixed: the best of
@@ -139,6 +141,7 @@ class BOStage:
 
     def run(self, context: StageContext, study: optuna.Study) -> None:
         base = context.base(study, "stage")
+        warm = self._warm_start(context, study, base)
         index = [s.name for s in self.settings.stages].index(self.spec.name)
         study.sampler = make_sampler(
             self.sampler,
@@ -150,9 +153,36 @@ class BOStage:
                 seed=context.seed * 1000 + index,
                 loss_parts=context.loss_parts,
                 objective=self.spec.objective,
+                warm_trials=len(warm),
             ),
         )
-        context.driver.run(study, self.spec.name, _BOSteps(self, context, base))
+        context.driver.run(study, self.spec.name, _BOSteps(self, context, base, warm))
+
+    def _warm_start(
+        self, context: StageContext, study: optuna.Study, base: Candidate
+    ) -> list[warm_start.Entry]:
+        """The warm-started candidates of this stage: planned once (the first worker to get
+        here), recorded on its study, and read back by every worker and on resume."""
+        with context.lock():
+            done = warm_start.recorded(study)
+            if done is not None:
+                return done[1]
+            if context.warm_source is None:
+                return []
+            entries = warm_start.plan(
+                context.warm_source,
+                space=context.space,
+                groups=self.spec.groups,
+                base=base,
+                tried=context.tried(),
+                slots=self.settings.warm_slots(),
+            )
+            warm_start.record(study, context.warm_source.label, entries)
+        context.observer.message(
+            f"warm start: stage {self.spec.name} trains {_trials(len(entries))} of "
+            f"{context.warm_source.label} first"
+        )
+        return entries
 
 
 MAX_REPEATS = 5
@@ -165,6 +195,7 @@ class _BOSteps:
     stage: BOStage
     context: StageContext
     base: Candidate
+    warm: list[warm_start.Entry] = field(default_factory=list)
     repeats: int = 0
 
     def next(self, study: optuna.Study) -> optuna.Trial | Wait:
@@ -172,6 +203,8 @@ class _BOSteps:
             trials = study.get_trials(deepcopy=False)
             running = sum(t.state == TrialState.RUNNING for t in trials)
             if _done(trials) + running < self.stage.budget:
+                if self.warm:  # queued trials are asked first: the sampler is not
+                    warm_start.queue_missing(study, self.warm, trials)
                 return optuna_compat.ask(study)
         return Wait.LATER if running else Wait.DONE  # others finish the stage's last trials
 

@@ -131,6 +131,9 @@ class MlflowTracker(MlflowRuns, SearchObserver):
             parent=self._stage_runs.get(event.stage) or self.search_run,
             search_run=self.search_run,
         )
+        origin = trial.user_attrs.get(records.WARM_START_FROM)
+        if origin:  # a warm-started trial: the source trial it came from
+            tags["dnc.warm_start_from"] = str(origin)
         run = self._create(
             self._trial_name(event.stage, event.substage, trial.number, event.candidate),
             tags,

@@ -1,0 +1,233 @@
+"""Warm start (``search.warm_start``): how many trials a search on Morse ``difficult`` needs to
+reach the final best loss of a cold search, when it starts from a finished search on Morse
+``baseline`` (the paper's CIFAR-10 -> CIFAR-100 transfer, offline), against the cold search
+itself (the baseline, measured in the same run).
+
+Per seed, through the Python API (what ``python -m dnc`` builds), one process per seed, three
+searches in one SQLite storage, each the same single ramp-BO stage over the core architecture
+and the training hyperparameters (``search.stages=[{name:core,kind:bo,groups:[core,train]}]``),
+MLP space, ``cost=numparams`` (a loss without timing noise, so that the cold and warm losses
+compare exactly), ``wc=0.1``, ``--prior-states`` Sobol prior states + ``--steps`` BO steps,
+``--epochs`` epochs per trial; data generated offline, ``dataset=morse`` (64 classes, frames of
+64, 200 examples per class):
+
+1. ``src``: on ``dataset.preset=baseline``;
+2. ``cold``: on ``dataset.preset=difficult``;
+3. ``warm``: on ``dataset.preset=difficult`` with ``search.warm_start.search=src`` (the same
+   storage) and ``search.warm_start.candidates`` = ``--candidates``: the first trials are
+   ``src``'s best distinct candidates, then Sobol points; the same budget.
+
+Figures per seed: ``cold``: the trial (1-based, in trial order) at which the cold search found
+its final best loss; ``warm``: the first trial at which the warm search's loss is at most that
+loss (``budget + 1`` when it never is: counted as a miss); and the best loss after each trial.
+Last line: one JSON object with ``trials_to_cold_best`` (the means over seeds), the medians,
+misses, the mean best loss after 1, 2, 5, budget/2 and budget trials, per-seed figures, the
+settings and the machine. Target (issue #16): warm needs at most half the trials of cold.
+
+    python bench/warm_start.py [--seeds 10] [--jobs 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import math
+import multiprocessing
+import os
+import platform
+import statistics
+import tempfile
+import time
+from typing import Any
+
+WC = 0.1
+STAGE = "core"
+
+
+def machine() -> str:
+    import torch
+
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"torch {torch.__version__}, CPU only, one thread per search"
+    )
+
+
+def _search(name: str, preset: str, seed: int, url: str, args: dict[str, Any], **extra: Any):
+    from dnc_mlp.space import MLPSpace
+
+    from dnc.search import BOSettings, Search, SearchSettings, StageSpec
+    from dnc.search.cost import NumParams
+    from dnc.train.morse import Morse
+    from dnc.train.settings import TrainerSettings
+
+    settings = SearchSettings(
+        name=name,
+        wc=WC,
+        stages=(StageSpec(STAGE, groups=("core", "train")),),
+        bo=BOSettings(prior_states=args["prior_states"], steps=args["steps"]),
+        **extra,
+    )
+    return Search(
+        settings,
+        space=MLPSpace(),
+        dataset=Morse(preset=preset),
+        cost=NumParams(),
+        trainer=TrainerSettings(epochs=args["epochs"]),
+        storage=url,
+        seed=seed,
+    )
+
+
+def run_seed(seed: int, folder: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The three searches of one seed; its figures."""
+    import optuna
+    import torch
+
+    from dnc.search.settings import WarmStartSettings
+
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{folder}/seed{seed}.db"
+    started = time.perf_counter()
+    _search("src", "baseline", seed, url, args).run()
+    _search("cold", "difficult", seed, url, args).run()
+    warm = WarmStartSettings(search="src", candidates=args["candidates"])
+    _search("warm", "difficult", seed, url, args, warm_start=warm).run()
+    return {"seed": seed, **figures(url), "seconds": round(time.perf_counter() - started, 1)}
+
+
+def figures(url: str) -> dict[str, Any]:
+    """Trials to the cold search's final best loss, for the cold and the warm search."""
+    from dnc.search.objective import score
+    from dnc.search.storage import load, open_storage, recorded_cost
+
+    storage = open_storage(url)
+    cold_study = load(storage, f"cold/{STAGE}")
+    cost = recorded_cost(cold_study)  # both on the same data: one normaliser for both
+
+    def losses(search: str) -> list[float]:
+        from dnc.search import records
+
+        out = []
+        for t in load(storage, f"{search}/{STAGE}").get_trials(deepcopy=False):
+            if not records.counts_against_budget(t):
+                continue
+            figs = records.figures(t)
+            out.append(score(figs, WC, cost) if figs else math.inf)
+        return out
+
+    cold, warm = losses("cold"), losses("warm")
+    best = min(cold)
+    at = next(i for i, loss in enumerate(cold, 1) if loss <= best)
+    reached = [i for i, loss in enumerate(warm, 1) if loss <= best + 1e-12]
+    return {
+        "cold": at,
+        "warm": reached[0] if reached else len(warm) + 1,
+        "best_so_far": {"warm": _running_min(warm), "cold": _running_min(cold)},
+        "warm_reached": bool(reached),
+        "cold_best_loss": round(best, 4),
+        "warm_best_loss": round(min(warm), 4),
+        "warm_first_trial_loss": round(warm[0], 4),
+        "cold_first_trial_loss": round(cold[0], 4),
+    }
+
+
+def _running_min(losses: list[float]) -> list[float]:
+    """The best loss after each trial."""
+    out, best = [], math.inf
+    for loss in losses:
+        best = min(best, loss)
+        out.append(round(best, 4))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=None, help="default 10 (--quick: 2)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--prior-states", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--candidates", type=int, default=5)
+    parser.add_argument(
+        "--quick", action="store_true", help="2 seeds, 3 epochs, 5 + 5 trials: a smoke run"
+    )
+    ns = parser.parse_args()
+    if ns.quick:
+        ns.epochs, ns.prior_states, ns.steps = 3, 5, 5
+    ns.seeds = ns.seeds or (2 if ns.quick else 10)
+    args = {
+        "epochs": ns.epochs,
+        "prior_states": ns.prior_states,
+        "steps": ns.steps,
+        "candidates": ns.candidates,
+    }
+    from dnc.train.morse import Morse
+
+    for preset in ("baseline", "difficult"):  # generated once, before the workers read the cache
+        Morse(preset=preset).load(0)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dnc-bench-warm-") as tmp:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(ns.jobs, mp_context=context) as pool:
+            jobs = [pool.submit(run_seed, seed, tmp, args) for seed in range(ns.seeds)]
+            per_seed = [job.result() for job in jobs]
+    for row in per_seed:
+        print(
+            f"seed {row['seed']:2d}: cold reached its best {row['cold_best_loss']:+.4f} at trial "
+            f"{row['cold']:2d}; warm at trial {row['warm']:2d}"
+            + ("" if row["warm_reached"] else " (never: counted as budget + 1)")
+            + f" (warm best {row['warm_best_loss']:+.4f})"
+        )
+    mean = {k: statistics.fmean(r[k] for r in per_seed) for k in ("warm", "cold")}
+    median = {k: statistics.median(r[k] for r in per_seed) for k in ("warm", "cold")}
+    budget = ns.prior_states + ns.steps
+    marks = sorted({1, 2, 5, budget // 2, budget})
+    after = {  # the mean over seeds of the best loss after k trials
+        k: {
+            s: round(statistics.fmean(r["best_so_far"][s][k - 1] for r in per_seed), 4)
+            for s in ("warm", "cold")
+        }
+        for k in marks
+    }
+    result = {
+        "trials_to_cold_best": {k: round(v, 2) for k, v in mean.items()},
+        "median_trials_to_cold_best": median,
+        "ratio": round(mean["warm"] / mean["cold"], 3),
+        "target_ratio": 0.5,
+        "warm_missed": sum(not r["warm_reached"] for r in per_seed),
+        "mean_best_loss": {
+            "warm": round(statistics.fmean(r["warm_best_loss"] for r in per_seed), 4),
+            "cold": round(statistics.fmean(r["cold_best_loss"] for r in per_seed), 4),
+        },
+        "mean_best_loss_after_trials": after,
+        "per_seed": per_seed,
+        "settings": {
+            "seeds": ns.seeds,
+            "source": "morse baseline",
+            "target": "morse difficult",
+            "space": "mlp",
+            "stage": "one ramp-BO stage over core + train",
+            "cost": "numparams",
+            "wc": WC,
+            "budget": budget,
+            **args,
+            "jobs": ns.jobs,
+        },
+        "machine": machine(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(
+        f"trials to the cold search's final best loss, mean over {ns.seeds} seeds: warm "
+        f"{mean['warm']:.2f}, cold {mean['cold']:.2f} (ratio {result['ratio']:.2f}; target <= "
+        f"0.5); warm never reached it in {result['warm_missed']} seeds"
+    )
+    for k, v in after.items():
+        print(f"mean best loss after {k:2d} trials: warm {v['warm']:+.4f}, cold {v['cold']:+.4f}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
