@@ -23,7 +23,6 @@ candidates of a finished search first (the paper's CIFAR-10 to CIFAR-100 transfe
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from dnc.plugins import Candidate, SearchSpace, UserError, candidate_key
 from dnc.search import records
+from dnc.search.ranking import ranked_trials
 from dnc.search.settings import WarmStartSettings
 from dnc.search.storage import load, open_storage, search_studies, searches_in
 from dnc.secrets import mask_url
@@ -165,17 +165,21 @@ def _source_search(
 def _completed(
     storage: optuna.storages.BaseStorage, search: str, studies: Sequence[str]
 ) -> list[SourceTrial]:
-    """The completed trials of ``search``, best first."""
-    rows = []
+    """The completed trials of ``search``, best first (as ``ranked_trials`` ranks them: a
+    Pareto stage's for the search's ``wc``)."""
+    params = {}
     for name in studies:
         stage = name.rsplit("/", 1)[-1]
         for t in load(storage, name).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            row = records.ranked(t, stage)
-            if row is not None:
-                values = {**row.candidate, **t.params}
-                rows.append(SourceTrial(f"{search}/{row.stage}/{t.number}", row.loss, values))
-    rows.sort(key=lambda r: r.loss if math.isfinite(r.loss) else math.inf)
-    return rows
+            params[(str(t.user_attrs.get(records.STAGE, stage)), t.number)] = t.params
+    return [
+        SourceTrial(
+            f"{search}/{r.stage}/{r.number}",
+            r.loss,
+            {**r.candidate, **params.get((r.stage, r.number), {})},
+        )
+        for r in ranked_trials(storage, search)
+    ]
 
 
 def rebuild(

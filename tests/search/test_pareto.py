@@ -10,6 +10,7 @@ import random
 
 import optuna
 import pytest
+from dnc_mlp.space import MLPSpace
 from mlflow.tracking import MlflowClient
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
@@ -17,12 +18,13 @@ from searches import make_search
 
 from dnc.bo.sampler import PHASE_ATTR
 from dnc.plugins import UserError
-from dnc.search import BOSettings, SearchSettings, StageSpec, records
+from dnc.search import BOSettings, SearchSettings, StageSpec, records, warm_start
 from dnc.search.cost import NumParams
 from dnc.search.objective import performance_term, score
 from dnc.search.pareto import front, knee_wc
 from dnc.search.ranking import ranked_trials, search_wc_of
 from dnc.search.rescore import rescore
+from dnc.search.settings import WarmStartSettings
 from dnc.search.storage import open_storage, recorded_cost
 from dnc.tracking.mlflow_tracker import MlflowTracker
 from dnc.tracking.pictures import SearchPictures
@@ -185,3 +187,18 @@ def test_a_stage_resumed_with_another_objective_is_refused(front_search, tmp_pat
     )
     with pytest.raises(UserError, match="stage 'core' of search 's' in this storage was started"):
         search.run()
+
+
+def test_a_warm_start_from_a_front_ranks_it_at_its_knee(front_search):
+    tmp, _, _, storage, _, _ = front_search
+    source = warm_start.open_source(
+        WarmStartSettings(search="s"),
+        search="w",
+        storage=storage,
+        storage_url=f"sqlite:///{tmp}/s.db",
+        space=MLPSpace(activations=("relu", "tanh", "elu")),
+        groups=("core", "train"),
+    )
+    rows = ranked_trials(storage, "s")  # the front's trials scored at its knee
+    assert [t.origin for t in source.trials] == [f"s/{r.stage}/{r.number}" for r in rows]
+    assert sum(t.origin.startswith("s/core/") for t in source.trials) == 9
