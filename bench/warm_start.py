@@ -147,7 +147,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=None, help="default 10 (--quick: 2)")
     parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--prior-states", type=int, default=10)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--candidates", type=int, default=5)
