@@ -45,8 +45,9 @@ def _random(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
 
 
 def _nsga2(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
-    # a generation per prior states' worth of trials: a 30-trial stage evolves
-    return optuna.samplers.NSGAIISampler(seed=ctx.seed, population_size=ctx.bo.prior_states)
+    # a generation per prior states' worth of trials (NSGA-II needs 2): a 30-trial stage evolves
+    size = max(ctx.bo.prior_states, 2)
+    return optuna.samplers.NSGAIISampler(seed=ctx.seed, population_size=size)
 
 
 def _gp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
