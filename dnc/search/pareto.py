@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from dnc.plugins import CostEvaluator
-from dnc.search.objective import performance_term
+from dnc.search.objective import loss_terms
 
 if TYPE_CHECKING:
     import optuna
@@ -90,9 +90,7 @@ def knee_wc(parts: Sequence[tuple[float, float]]) -> float:
 
 def knee_of(figures: Sequence[Mapping[str, float]], cost: CostEvaluator) -> float:
     """``knee_wc`` of trials' recorded ``figures`` under ``cost``."""
-    return knee_wc(
-        [(performance_term(f["best_val_acc"]), float(cost.complexity(f))) for f in figures]
-    )
+    return knee_wc([loss_terms(f, cost) for f in figures])
 
 
 __all__ = [
