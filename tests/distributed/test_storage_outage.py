@@ -19,6 +19,7 @@ from dnc.search import records
 from .checks import THREADS, TINY, check_search, start_workers, wait_all
 
 SEARCH = "digits-mlp"
+GRACE_S = 5
 
 
 def _common(url: str) -> tuple[str, ...]:
@@ -27,7 +28,9 @@ def _common(url: str) -> tuple[str, ...]:
         "trainer.epochs=8",  # trials long enough to be caught training
         f"storage.url={url}",
         "storage.heartbeat_interval=1",
-        "storage.grace_period=3",  # shorter than the outage: stale heartbeats must be waited out
+        # shorter than the outage (stale heartbeats must be waited out), and leaving the live
+        # workers 4 s to beat again on a loaded 2-core machine
+        f"storage.grace_period={GRACE_S}",
         "tracking.uri=null",
     )
 
@@ -54,7 +57,7 @@ def _training(url: str, study: str, timeout: float = 120) -> int:
 
 
 def test_a_database_restart_mid_trial_loses_and_repeats_nothing(tmp_path, cluster):
-    """Two workers; the server stops while one trains and comes back 5 s later (longer than the
+    """Two workers; the server stops while one trains and comes back 8 s later (longer than the
     grace period): every worker waits, the trial being trained is recorded once the storage is
     back, no live worker's trial is failed as stale, and the search ends exact."""
     url = cluster.new_database()
@@ -62,7 +65,7 @@ def test_a_database_restart_mid_trial_loses_and_repeats_nothing(tmp_path, cluste
     try:
         victim = _training(url, f"{SEARCH}/core")
         cluster.stop()
-        time.sleep(5)
+        time.sleep(GRACE_S + 3)
         cluster.start()
         wait_all(procs, tmp_path, timeout=150)
     finally:
@@ -72,12 +75,13 @@ def test_a_database_restart_mid_trial_loses_and_repeats_nothing(tmp_path, cluste
                 p.wait()
     by_stage = check_search(url, SEARCH)
     core = {t.number: t for t in by_stage["core"]}
-    assert core[victim].state == TrialState.COMPLETE  # told when the storage came back
+    logs = [(tmp_path / f"run{i}" / "dnc.log").read_text() for i in range(2)]
+    told = core[victim]  # told when the storage came back
+    assert told.state == TrialState.COMPLETE, (told.state, told.user_attrs, *logs)
     stale = [t for ts in by_stage.values() for t in ts if records.abandoned(t)]
     assert not stale, "a live worker's trial was failed"
     consoles = [(tmp_path / f"worker{i}.log").read_text() for i in range(2)]
     assert not any("Traceback" in text or cluster.password in text for text in consoles)
-    logs = [(tmp_path / f"run{i}" / "dnc.log").read_text() for i in range(2)]
     assert any("is unreachable" in log and "reachable again" in log for log in logs)
 
 
