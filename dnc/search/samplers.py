@@ -40,6 +40,14 @@ def _tpe(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=ctx.seed, n_startup_trials=ctx.bo.prior_states)
 
 
+def _tpe_group(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
+    # TPE in its strongest form for conditional (define-by-run) spaces: a joint density per group
+    # of parameters that occur together, rather than one density per parameter
+    return optuna.samplers.TPESampler(
+        seed=ctx.seed, n_startup_trials=ctx.bo.prior_states, multivariate=True, group=True
+    )
+
+
 def _random(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=ctx.seed)
 
@@ -76,6 +84,7 @@ def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
 SAMPLERS: dict[str, SamplerFactory] = {
     "ramp": _ramp,
     "tpe": _tpe,
+    "tpe_group": _tpe_group,
     "random": _random,
     "gp": _gp,
     "nsga2": _nsga2,

@@ -165,7 +165,7 @@ class SearchSettings:
     ``name`` names its studies (``<name>/<stage>``); ``wc`` weighs the cost in the search loss
     ``log10(fp + wc * fc)`` (``None``: the knee of the front its first stage, a Pareto stage,
     finds: ``dnc.search.pareto``); ``stages`` run in order, each from the best candidate so far;
-    ``sampler`` proposes the candidates of ``bo`` stages (``ramp``, ``gp``, ``tpe``,
+    ``sampler`` proposes the candidates of ``bo`` stages (``ramp``, ``gp``, ``tpe``, ``tpe_group``,
     ``random``, ``nsga2``); ``warm_start`` starts the first BO stage from another search's best
     candidates; ``num_best`` candidates are reported (and retrained on train + validation for
     their test accuracy with ``final_test``); ``max_failures_in_a_row`` failed trials stop it.

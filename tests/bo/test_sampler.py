@@ -517,7 +517,10 @@ def test_ramp_is_registered_and_the_default() -> None:
         9,
     )
     assert sampler.active == ("core",) and sampler.base == {"lr": 0.01}
-    assert {"ramp", "gp", "tpe", "random"} <= set(SAMPLERS)
+    assert {"ramp", "gp", "tpe", "tpe_group", "random"} <= set(SAMPLERS)
+    grouped = make_sampler("tpe_group", ctx)  # TPE's form for define-by-run spaces
+    assert isinstance(grouped, optuna.samplers.TPESampler)
+    assert grouped._multivariate and grouped._group and grouped._n_startup_trials == 4
     # one source of defaults: the YAML restates none; the sampler's are the settings'
     conf = Path(__file__).parents[2] / "conf" / "search" / "default.yaml"
     assert "bo" not in OmegaConf.load(conf) and "sampler" not in OmegaConf.load(conf)
