@@ -6,7 +6,9 @@ GPs (fixed or, ``*_fitted``, marginal-likelihood-fitted kernel hyperparameters),
 candidate by log-EI and answer the trial's parameters. The keys ``mlp``, ``cnn``, ``*_fitted``
 time the sampler as a dnc search runs it, with the split model (two GPs, on log10 fp and
 log10 fc, and Monte Carlo log-EI of the loss they compose; the trials record a synthetic fp and
-fc); ``mlp_loss`` and ``cnn_loss`` time the paper's single GP on the loss (analytic log-EI).
+fc); ``mlp_loss`` and ``cnn_loss`` time the paper's single GP on the loss (analytic log-EI);
+``mlp_local`` and ``cnn_local`` the split model with the acquisition's local search
+(``--local-search`` starts, ``search.bo.local_search``; ``dnc.bo.optimise``).
 A proposal is timed end to end through Optuna (``study.ask()`` + sampling the space), median of
 ``--repeats`` proposals per point; each timed trial is then failed, so it never enters the data
 or the pending points.
@@ -16,7 +18,7 @@ Spaces: the MLP space (0-2 hidden layers of 20-400 nodes + lr, weight decay, bat
 16-64 channels, each next in ``[c_prev, min(2 c_prev, 512)]``, + lr, weight decay, batch
 size; layer-wise kernel).
 
-    python bench/bo_overhead.py [--repeats 5] [--explore 1000]
+    python bench/bo_overhead.py [--repeats 5] [--explore 1000] [--local-search 3]
 
 Every figure is for a step of a running search: the timed proposal at n trials follows the same
 sampler's proposal at n - 1 (which set the sampler up: probing the space, building the kernel).
@@ -25,7 +27,7 @@ hyperparameters; ``*_fitted_cold`` gives that previous, cold fit (from the paper
 keyed by its n - 1.
 
 Last line: one JSON object with wall-clock seconds per proposal for ``mlp``, ``cnn``,
-``mlp_fitted``, ``cnn_fitted`` (and ``*_fitted_cold``, ``mlp_loss``, ``cnn_loss``) keyed by n,
+``mlp_fitted``, ``cnn_fitted`` (and ``*_fitted_cold``, ``*_loss``, ``*_local``) keyed by n,
 the same as CPU seconds (``cpu_seconds``: steadier when other processes share the cores; the
 load average before and after is recorded), the original implementation's published figures
 for comparison, and the machine. Proposals run torch on one thread (the sampler's choice for
@@ -131,7 +133,13 @@ def timed_proposal(study: optuna.Study, space: SearchSpace) -> tuple[float, floa
 
 
 def seconds_per_proposal(
-    space: SearchSpace, n: int, fitted: bool, repeats: int, explore: int, split: bool = True
+    space: SearchSpace,
+    n: int,
+    fitted: bool,
+    repeats: int,
+    explore: int,
+    split: bool = True,
+    local_search: int = 0,
 ) -> dict[str, float]:
     """Median wall (``wall``) and CPU (``cpu``) seconds of ``repeats`` proposals with ``n``
     finished trials.
@@ -151,6 +159,7 @@ def seconds_per_proposal(
             fit_kernel=fitted,
             seed=r,
             loss_parts=LossParts(wc=WC, parts=recorded_parts) if split else None,
+            local_search=local_search,
         )
         cold.append(tell_candidate(study, space)[0])
         warm.append(timed_proposal(study, space))
@@ -167,6 +176,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--explore", type=int, default=1000)
+    parser.add_argument(
+        "--local-search",
+        type=int,
+        default=3,
+        help="starts of the acquisition's local search timed as *_local (search.bo.local_search)",
+    )
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spaces = {"mlp": MLPSpace(), "cnn": ChainCNNSpace()}
@@ -174,14 +189,16 @@ def main() -> None:
     result: dict[str, Any] = {}
     cpu: dict[str, dict[str, float]] = {}
     load = os.getloadavg()[0]
-    for fitted, split in ((False, True), (True, True), (False, False)):
+    configs = [("", False, True, 0), ("_fitted", True, True, 0), ("_loss", False, False, 0)]
+    configs.append(("_local", False, True, args.local_search))
+    for suffix, fitted, split, local in configs:
         for name, space in spaces.items():
-            key = name + ("_fitted" if fitted else "") + ("" if split else "_loss")
+            key = name + suffix
             result[key], cpu[key] = {}, {}
             if fitted:
                 result[f"{key}_cold"] = {}
             for n in NS:
-                t = seconds_per_proposal(space, n, fitted, args.repeats, args.explore, split)
+                t = seconds_per_proposal(space, n, fitted, args.repeats, args.explore, split, local)
                 result[key][str(n)] = round(t["wall"], 4)
                 cpu[key][str(n)] = round(t["cpu"], 4)
                 line = f"{key:>11}  n={n:<4} {t['wall']:.3f} s per proposal ({t['cpu']:.3f} s CPU)"
@@ -196,6 +213,7 @@ def main() -> None:
         "note": "the original numpy implementation, as published; not measured here",
     }
     result["explore"] = args.explore
+    result["local_search"] = args.local_search
     result["repeats"] = args.repeats
     result["machine"] = machine()
     print(json.dumps(result))

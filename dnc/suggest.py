@@ -10,6 +10,8 @@ A search space draws a candidate define-by-run from a ``Suggest`` (re-exported a
 - ``UniformSuggest``: a stream of numbers in ``[0, 1]`` (Sobol points, random draws);
 - ``CoordinateSuggest``: one row of uniforms, each parameter reading its own coordinate;
 - ``ReplaySuggest``: the values of a known candidate (rebuilding it from its params);
+- ``RowSuggest``: the same, also writing the row of uniforms that ``CoordinateSuggest`` would
+  turn into them (the inverse of its mapping);
 - ``TransferSuggest``: the values of another search's candidate, clamped into this space;
 - ``RecordingSuggest``: any of these, recording what the space asked (kind, bounds, group).
 
@@ -240,6 +242,63 @@ class ReplaySuggest:
         return self._get(name, default)
 
 
+class RowSuggest(ReplaySuggest):
+    """A ``ReplaySuggest`` of ``params`` that also writes, into ``row`` (one coordinate per
+    name, ``coordinate``: name -> index), the number in ``[0, 1]`` from which
+    ``CoordinateSuggest`` gives each value under the bounds the space asks with now: a known
+    candidate as a point of the uniform rows a BO step searches (``CandidateDraws.row_of``). A
+    value outside its bounds writes the nearer bound's number."""
+
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        coordinate: Mapping[str, int],
+        row: Sequence[float],
+        base: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(params, base)
+        self.coordinate = coordinate
+        self.row = list(row)
+
+    def _write(self, name: str, u: float) -> None:
+        index = self.coordinate.get(name)
+        if index is not None and index < len(self.row):
+            self.row[index] = min(max(u, 0.0), 1.0)
+
+    def int(
+        self, name: str, low: int, high: int, *, group: str, default: int, log: bool = False
+    ) -> int:
+        value = int(self._get(name, default))
+        if name in self.params:
+            if log and low > 0:
+                span = math.log(high) - math.log(low)
+                self._write(
+                    name, (math.log(max(value, low)) - math.log(low)) / span if span else 0.5
+                )
+            else:
+                self._write(name, (value - low + 0.5) / (high - low + 1))
+        return value
+
+    def float(
+        self, name: str, low: float, high: float, *, group: str, default: float, log: bool = False
+    ) -> float:
+        value = float(self._get(name, default))
+        if name in self.params:
+            if value <= low or value >= high or high <= low:
+                self._write(name, 0.0 if value <= low else 1.0)
+            elif log and low > 0:
+                self._write(name, (math.log(value) - math.log(low)) / math.log(high / low))
+            else:
+                self._write(name, (value - low) / (high - low))
+        return value
+
+    def categorical(self, name: str, choices: Sequence[Any], *, group: str, default: Any) -> Any:
+        value = self._get(name, default)
+        if name in self.params and value in list(choices):
+            self._write(name, (list(choices).index(value) + 0.5) / len(choices))
+        return value
+
+
 class TransferSuggest(_Held):
     """Answers the parameters of the ``active`` groups from ``values`` (a candidate of another
     search: a warm start), each clamped into the bounds this space gives it now (names clamped
@@ -353,6 +412,7 @@ __all__ = [
     "ParamRecord",
     "RecordingSuggest",
     "ReplaySuggest",
+    "RowSuggest",
     "Suggest",
     "TransferSuggest",
     "TrialSuggest",

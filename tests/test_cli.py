@@ -69,6 +69,7 @@ def _assert_clear_error(proc, *needles: str) -> None:
         (("search.sampler=nosuch",), ("search.sampler",)),
         (("search.bo.model=nosuch",), ("search.bo.model", "split or loss")),
         (("search.bo.omega=0",), ("search.bo.omega=0", "positive")),
+        (("search.bo.local_search=-1",), ("search.bo", "local_search >= 0")),
         (("trainer.device=cuda",), ("CUDA",)),
         # a misspelt key anywhere: one line naming it and the valid keys
         (

@@ -8,7 +8,9 @@ every prior state comes from the same, stratified, dimension.
 - ``prior(i)``: the ``i``-th point of a scrambled, seeded Sobol sequence;
 - ``explore(i)``: ``explore`` uniform rows, each numeric parameter at one of its bounds with
   probability ``at_bounds`` (a uniform draw never lands on a bound, yet the best lr or the
-  cheapest width often lies there).
+  cheapest width often lies there), each returned with its row (``Point``), so a local search
+  (``dnc.bo.local_search``) can move from it one coordinate at a time;
+- ``row_of(params)``: the row a known candidate (a finished trial) comes from.
 
 Everything random derives from ``seed`` and the trial number.
 """
@@ -16,16 +18,26 @@ Everything random derives from ``seed`` and the trial number.
 from __future__ import annotations
 
 from collections.abc import Collection, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from dnc.plugins import Candidate, SearchSpace, candidate_key
-from dnc.suggest import CoordinateSuggest, ParamRecord
+from dnc.suggest import CoordinateSuggest, ParamRecord, RowSuggest
 
 Draw = tuple[Candidate, dict[str, Any]]
 """A drawn candidate and its searched params."""
+
+
+@dataclass(frozen=True)
+class Point:
+    """A drawn candidate, its searched params and the row of uniforms it was drawn from."""
+
+    candidate: Candidate
+    params: dict[str, Any]
+    row: tuple[float, ...]
 
 
 class CandidateDraws:
@@ -45,11 +57,14 @@ class CandidateDraws:
         at_bounds: float,
     ) -> None:
         self.space = space
+        self.base = base
         self.seed = seed
         self.prior_states = prior_states
         self.explore_size = explore
         self.at_bounds = at_bounds
         coordinate = {name: i for i, name in enumerate(records)}
+        self.coordinate = dict(coordinate)
+        self.records = dict(records)
         self.dims = min(max(len(coordinate), 1), torch.quasirandom.SobolEngine.MAXDIM)
         self.numeric = np.zeros(self.dims, dtype=bool)  # columns of int and float parameters
         for name, index in coordinate.items():
@@ -61,6 +76,18 @@ class CandidateDraws:
     def sample(self, row: Sequence[float]) -> Draw:
         """Push one row of uniforms (one per parameter) through the space."""
         return self._suggest.sample(self.space, row)
+
+    def point(self, row: Sequence[float]) -> Point:
+        """``sample`` with its row kept."""
+        candidate, params = self.sample(row)
+        return Point(candidate, params, tuple(row))
+
+    def row_of(self, params: Mapping[str, Any]) -> tuple[float, ...]:
+        """The row that ``sample`` turns into the candidate of searched ``params`` (a
+        coordinate the candidate does not use is 0.5)."""
+        suggest = RowSuggest(params, self.coordinate, [0.5] * self.dims, self.base)
+        self.space.sample(suggest)
+        return tuple(suggest.row)
 
     def random(self, number: int) -> Draw:
         """One uniform draw for trial ``number``."""
@@ -79,7 +106,7 @@ class CandidateDraws:
                 return candidate, params, True
         return candidate, params, False
 
-    def explore(self, number: int, taken: set[Hashable]) -> list[Draw]:
+    def explore(self, number: int, taken: set[Hashable]) -> list[Point]:
         """``explore`` random candidates for trial ``number``, less those equal to a ``taken``
         one or to each other; if none is left, draw again (at most 10 times)."""
         rng = np.random.default_rng([self.seed, number])
@@ -87,11 +114,11 @@ class CandidateDraws:
             seen = set(taken)
             out = []
             for row in self._random_rows(rng).tolist():
-                candidate, params = self.sample(row)
-                key = candidate_key(candidate)
+                point = self.point(row)
+                key = candidate_key(point.candidate)
                 if key not in seen:
                     seen.add(key)
-                    out.append((candidate, params))
+                    out.append(point)
             if out:
                 return out
         return []
@@ -113,4 +140,4 @@ class CandidateDraws:
         return rows
 
 
-__all__ = ["CandidateDraws", "Draw"]
+__all__ = ["CandidateDraws", "Draw", "Point"]

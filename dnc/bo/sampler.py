@@ -16,7 +16,9 @@ Per trial the sampler picks a whole candidate at once (on the trial's first
    often lies there), drop those equal to a completed, failed or running one, and take the one
    that maximises log expected improvement (``LogExpectedImprovement``; with running trials or
    the split model ``qLogExpectedImprovement``, running trials entering as ``X_pending`` so
-   parallel workers sharing the storage spread out).
+   parallel workers sharing the storage spread out); with ``local_search`` starts, climb the
+   acquisition from the best draws and the best trials, one parameter at a time, through the
+   space's own sampling (``dnc.bo.optimise``).
 
 **What the GP models.** The paper fits one GP to the search loss ``log10(fp + wc * fc)``. Given
 ``loss_parts`` (a dnc search passes them), the sampler instead fits one GP to ``log10 fp`` and one
@@ -55,11 +57,12 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from dnc import optuna_compat
-from dnc.bo.draws import CandidateDraws
+from dnc.bo.draws import CandidateDraws, Point
 from dnc.bo.encoding import CandidateEncoder, probe_space, stage_features
 from dnc.bo.model import RampGPs
+from dnc.bo.optimise import Proposal, maximise
 from dnc.bo.settings import BOSettings
-from dnc.plugins import Candidate, SearchSpace, candidate_key
+from dnc.plugins import SearchSpace, candidate_key
 from dnc.suggest import ReplaySuggest
 
 log = logging.getLogger(__name__)
@@ -83,29 +86,6 @@ class LossSplit(Protocol):
     def parts(self) -> Callable[[FrozenTrial], tuple[float, float] | None]: ...
 
 
-@dataclass(frozen=True)
-class Proposal:
-    """The candidate chosen for one trial.
-
-    ``params``: the sampled parameters (what ``sample_independent`` answers); ``phase``:
-    ``prior`` (Sobol), ``bo`` (maximised EI) or ``repeat`` (every draw was a known candidate);
-    ``acquisition``: the log-EI of the choice (``bo`` only); ``pending``: how many running
-    trials entered it as pending points; ``model``: what the GPs modelled (``split`` or
-    ``loss``; ``bo`` only); ``kernel``: the fitted ``omega`` and weights of the candidate
-    kernel's parts, per GP (``fit_kernel`` only); ``observed``: how many finished trials the
-    GPs learnt from (completed ones and pruned ones, at their last value; ``bo`` only).
-    """
-
-    params: dict[str, Any]
-    candidate: Candidate
-    phase: str
-    acquisition: float | None = None
-    pending: int = 0
-    kernel: dict[str, dict[str, list[float]]] | None = None
-    model: str | None = None
-    observed: int = 0
-
-
 @contextlib.contextmanager
 def _one_thread() -> Iterator[None]:
     """Run torch on one thread: the GP's tensors are small (at most ``explore x n x L``), and
@@ -126,6 +106,7 @@ class _Known:
     row: list[float]  # the encoded candidate
     key: Hashable
     parts: tuple[float, float] | None = None  # (fp, fc) of a finished trial, for the split model
+    params: Mapping[str, Any] | None = None  # its searched params (a start of the local search)
 
 
 class RampBOSampler(optuna.samplers.BaseSampler):
@@ -148,6 +129,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         omega: the ramp kernels' ``omega`` (the start of the fit with ``fit_kernel``).
         at_bounds: probability that a random candidate takes a numeric parameter at one of its
             bounds (0: plain uniform draws, as the paper).
+        local_search: starts of the local search of the acquisition (that many best draws and
+            best trials; 0: the best of the draws, as the paper).
         loss_parts: model ``log10 fp`` and ``log10 fc`` by one GP each (the split model);
             ``None``: one GP on the trial values (the paper).
 
@@ -174,10 +157,12 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         loss_parts: LossSplit | None = None,
         at_bounds: float = _DEFAULTS.at_bounds,
         warm_trials: int = 0,
+        local_search: int = _DEFAULTS.local_search,
     ) -> None:
-        if prior_states < 0 or explore < 1 or warm_trials < 0:
+        if min(prior_states, warm_trials, local_search) < 0 or explore < 1:
             raise ValueError(
-                "RampBOSampler: prior_states and warm_trials must be >= 0 and explore >= 1"
+                "RampBOSampler: prior_states, warm_trials and local_search must be >= 0 and "
+                "explore >= 1"
             )
         if not (omega > 0 and math.isfinite(omega)):
             raise ValueError(f"RampBOSampler: omega={omega} must be a positive number")
@@ -195,6 +180,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self.mc_samples = int(mc_samples)
         self.omega = float(omega)
         self.at_bounds = float(at_bounds)
+        self.local_search = int(local_search)
         self.loss_parts = loss_parts
         self._lock = threading.RLock()
         self._chosen: dict[tuple[int, int], Proposal] = {}
@@ -260,7 +246,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 info: dict[str, Any] = {"phase": prop.phase}
                 if prop.acquisition is not None:
                     info.update(log_ei=prop.acquisition, pending=prop.pending, model=prop.model)
-                    info["observed"] = prop.observed
+                    info.update(observed=prop.observed, climbed=prop.climbed)
                 if prop.kernel is not None:
                     info["kernel"] = prop.kernel
                 optuna_compat.set_trial_system_attr(study, trial, PHASE_ATTR, info)
@@ -284,7 +270,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 known = self._known(study, t)
                 if known is not None:
                     if self.loss_parts is not None:
-                        known = _Known(known.row, known.key, self._parts(t))
+                        known = replace(known, parts=self._parts(t))
                     if front and known.parts is None:
                         continue  # no figures: nothing to model on a front
                     finished.append(known)
@@ -358,7 +344,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         except (KeyError, ValueError, TypeError) as err:
             log.warning("RampBOSampler: trial %d left out of the GP (%s)", t.number, err)
             return None
-        return _Known(row, candidate_key(candidate))
+        return _Known(row, candidate_key(candidate), params=params)
 
     def _prior(self, number: int, taken: set[Hashable]) -> Proposal:
         assert self._draws is not None
@@ -375,15 +361,14 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         taken: set[Hashable],
         front: bool = False,
     ) -> Proposal:
-        assert self._encoder is not None and self._gps is not None and self._draws is not None
-        draws = self._draws.explore(number, taken)
-        if not draws:
+        encoder, draws = self._encoder, self._draws
+        assert encoder is not None and self._gps is not None and draws is not None
+        points = draws.explore(number, taken)
+        if not points:
             log.warning("RampBOSampler: every explored candidate was already tried; repeating")
-            candidate, params = self._draws.random(number)
+            candidate, params = draws.random(number)
             return Proposal(params, candidate, "repeat")
         train_x = torch.tensor([k.row for k in finished], dtype=torch.float64)
-        # explore x 1 x d: each candidate its own q = 1 batch
-        cands = self._encoder.encode([{**p, **c} for c, p in draws]).unsqueeze(-2)
         x_pending = torch.tensor([k.row for k in pending], dtype=torch.float64) if pending else None
         parts = [k.parts for k in finished]
         split = self.loss_parts is not None and all(p is not None for p in parts)
@@ -396,14 +381,20 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             seed=self.seed + number,
             pareto=front,
         )
-        with torch.no_grad():
-            scores = acq.function(cands)
-        best = int(torch.argmax(scores))
-        candidate, params = draws[best]
+
+        def score(pts: Sequence[Point]) -> torch.Tensor:  # n x 1 x d: each its own q = 1 batch
+            return acq.function(encoder.encode([{**p.params, **p.candidate} for p in pts])[:, None])
+
+        ranked = sorted(range(len(finished)), key=lambda i: -targets[i])
+        best_trials = [finished[i].params for i in ranked if finished[i].params]
+        point, value, climbed = maximise(
+            draws, points, score, best_trials, taken, starts=self.local_search, seed=number
+        )
         kernel = acq.kernels() if self.fit_kernel else None
         return Proposal(
-            params, candidate, "bo", float(scores[best]), len(pending), kernel, acq.model
-        )
+            point.params, point.candidate, "bo", value, len(pending), kernel, acq.model,
+            climbed=climbed,
+        )  # fmt: skip
 
 
 def _observed(trial: FrozenTrial) -> bool:

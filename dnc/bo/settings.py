@@ -39,6 +39,10 @@ class BOSettings:
     at_bounds: float = 0.1
     """Ramp BO: probability that an explored candidate takes a numeric parameter at one of its
     bounds (0: uniform draws, as the paper)."""
+    local_search: int = 0
+    """Ramp BO: starts of the local search of the acquisition (that many best draws and best
+    trials, each moved one parameter at a time while it improves; 0: the best of the
+    ``explore`` draws, as the paper)."""
     model: str = "split"
     """Ramp BO: ``split`` (one GP on log10 fp, one on log10 fc, combined in the acquisition) or
     ``loss`` (one GP on the search loss, as the paper)."""
@@ -54,10 +58,12 @@ class BOSettings:
             raise UserError(f"search.bo.at_bounds={self.at_bounds}: must lie in [0, 1)")
         if self.model not in MODELS:
             raise UserError(f"search.bo.model={self.model!r}: choose {' or '.join(MODELS)}")
-        if self.prior_states < 1 or self.steps < 0 or self.explore < 1:
+        if isinstance(self.local_search, bool) or not isinstance(self.local_search, int):
+            raise UserError(f"search.bo.local_search={self.local_search!r}: give a whole number")
+        if self.prior_states < 1 or self.steps < 0 or self.explore < 1 or self.local_search < 0:
             raise UserError(
-                "search.bo: prior_states and explore must be >= 1 and steps >= 0 "
-                f"(got {self.prior_states}, {self.explore}, {self.steps})"
+                "search.bo: prior_states and explore must be >= 1, steps and local_search >= 0 "
+                f"(got {self.prior_states}, {self.explore}, {self.steps}, {self.local_search})"
             )
 
     @property

@@ -78,6 +78,7 @@ def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
         loss_parts=ctx.loss_parts if ctx.bo.model == "split" or ctx.objective == "pareto" else None,
         seed=ctx.seed,
         warm_trials=ctx.warm_trials,
+        local_search=ctx.bo.local_search,
     )
 
 

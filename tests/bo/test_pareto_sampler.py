@@ -108,6 +108,7 @@ def test_a_running_trial_enters_as_a_pending_point():
         "pending": 1,
         "model": "pareto",
         "observed": 10,
+        "climbed": False,  # search.bo.local_search=0: the best draw
     }
     assert shared.params != alone.params  # not the candidate the other worker trains
 

@@ -199,6 +199,7 @@ def test_a_running_trial_near_the_choice_changes_it_a_far_one_does_not() -> None
         "pending": 0,
         "model": "loss",
         "observed": 12,  # the finished trials, not the failed one
+        "climbed": False,
     }
     chosen = alone.params
     step = 1 if chosen["batch_size"] < 512 else -1
@@ -351,7 +352,7 @@ def test_explored_candidates_reach_the_bounds(at_bounds: float) -> None:
     sampler = RampBOSampler(space=space, explore=3000, seed=0, at_bounds=at_bounds)
     sampler._setup()
     assert sampler._draws is not None
-    draws = [c for c, _ in sampler._draws.explore(0, set())]
+    draws = [p.candidate for p in sampler._draws.explore(0, set())]
     lr = [c["lr"] for c in draws]
     low, high = sum(v == 1e-4 for v in lr) / len(lr), sum(v == 1.0 for v in lr) / len(lr)
     assert low == pytest.approx(at_bounds / 2, abs=0.015)
@@ -449,6 +450,7 @@ def test_split_model_takes_running_trials_as_pending_points() -> None:
         "pending": 0,
         "model": "split",
         "observed": 12,  # the finished trials, not the failed one
+        "climbed": False,
     }
     chosen = alone.params
     step = 1 if chosen["batch_size"] < 512 else -1
@@ -505,17 +507,18 @@ def test_ramp_is_registered_and_the_default() -> None:
         space=MLPSpace(),
         groups=("core",),
         base={"lr": 0.01},
-        bo=BOSettings(prior_states=4, steps=2, explore=50, fit_kernel=True),
+        bo=BOSettings(prior_states=4, steps=2, explore=50, fit_kernel=True, local_search=2),
         seed=9,
     )
     sampler = make_sampler("ramp", ctx)
     assert isinstance(sampler, RampBOSampler)
-    assert (sampler.prior_states, sampler.explore, sampler.fit_kernel, sampler.seed) == (
-        4,
-        50,
-        True,
-        9,
-    )
+    assert (
+        sampler.prior_states,
+        sampler.explore,
+        sampler.fit_kernel,
+        sampler.seed,
+        sampler.local_search,
+    ) == (4, 50, True, 9, 2)
     assert sampler.active == ("core",) and sampler.base == {"lr": 0.01}
     assert {"ramp", "gp", "tpe", "tpe_group", "random"} <= set(SAMPLERS)
     grouped = make_sampler("tpe_group", ctx)  # TPE's form for define-by-run spaces
@@ -534,7 +537,8 @@ def test_ramp_is_registered_and_the_default() -> None:
         paper.noise,
         paper.model,
         paper.at_bounds,
-    ) == (15, 15, 1000, False, 3.0, 1e-4, "split", 0.1)
+        paper.local_search,
+    ) == (15, 15, 1000, False, 3.0, 1e-4, "split", 0.1, 0)
     bare = RampBOSampler(space=MLPSpace())
     assert (
         bare.prior_states,
@@ -543,6 +547,7 @@ def test_ramp_is_registered_and_the_default() -> None:
         bare.omega,
         bare.noise,
         bare.at_bounds,
+        bare.local_search,
     ) == (
         paper.prior_states,
         paper.explore,
@@ -550,6 +555,7 @@ def test_ramp_is_registered_and_the_default() -> None:
         paper.omega,
         paper.noise,
         paper.at_bounds,
+        paper.local_search,
     )
 
 
