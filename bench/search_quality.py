@@ -1,190 +1,411 @@
-"""Search quality of the ramp-kernel BO against Optuna's GP, TPE and random samplers.
+"""Search quality: the best search loss ``log10(fp + wc fc)`` each sampler finds with the same
+budget, on a suite of problems where the architecture matters (issue #13).
 
-``ramp`` is dnc's default ramp BO: the split model (one GP on log10 fp, one on log10 fc) and
-10% of each parameter's explored values at its bounds. ``ramp_paper`` is the paper's method with
-the same kernel: one GP on the search loss, uniform random candidates
-(``search.bo.model=loss search.bo.at_bounds=0``).
+Problems (each one BO stage; prior states = half the trials, the rest guided; the epochs keep
+a trial short on a 2-core CPU while the accuracy still depends on the architecture):
 
-One problem: the MLP space on scikit-learn's digits, 3 epochs per trial, one BO stage over the
-core architecture and the training hyperparameters (``core`` + ``train``), 12 trials, search
-loss ``log10(fp + 0.1 fc)`` with ``fc = t_epoch / tbar_epoch``. Each sampler runs 5 seeds. With
-12 trials the paper's 15 prior states would leave no BO step, so every model-based sampler gets
-6 prior (start-up) trials and 6 model-guided ones (``--prior-states``).
+- ``mlp-digits-numparams``: the MLP space on digits, groups core + train, 30 trials,
+  ``cost=numparams``, ``wc=0.01`` (deterministic cost), 10 epochs;
+- ``mlp-digits-time``: the same with ``cost=t_epoch`` and ``wc=0.1``;
+- ``sparse-morse-hw``: what ``python -m dnc +experiment=morse dataset.preset=difficult``
+  composes (sparse MLPs on generated Morse code, ``cost=hardware``), groups core + train,
+  30 trials, 8 epochs (the validation accuracy of 64 classes reaches about 13%);
+- ``cnn-digits``: the CNN space's core stage on digits, 1-3 conv layers of 8-32 channels
+  (a max-pool before the first width past 16), training held at batch 64 and learning rate
+  3e-3 (the space's defaults, 256 and 1e-3, barely learn in so few steps), ``cost=t_epoch``,
+  ``wc=0.1``, 20 trials, 5 epochs.
 
-For a fair comparison every run shares one data split and one ``tbar_epoch`` (calibrated once
-on the space's reference network), a seed trains trial ``i`` with the same seed whichever
-sampler proposed it, and the runs are interleaved seed by seed, so that background load on the
-machine hits all samplers alike. ``t_epoch`` is still measured per trial, so the search loss
-carries timing noise, as in a real search; torch runs on one thread (``--threads``), which keeps
-that noise small for networks this tiny on a shared machine.
+Samplers: ``ramp`` (dnc's default ``search.sampler=ramp``), ``ramp_paper`` (the paper's one GP
+on the search loss, uniform candidates: ``search.bo.model=loss at_bounds=0 omega=3``), ``gp``
+(Optuna's GPSampler), ``tpe_group`` (TPE, multivariate and grouped), ``tpe`` and ``random``;
+``--variant NAME:key=value,...`` adds a ramp sampler with those ``search.bo`` fields changed.
 
-    python bench/search_quality.py [--seeds 5] [--trials 12] [--prior-states 6]
+Fairness: a problem is built (as the command line composes it), its data split loaded and its
+cost calibrated once (``t_epoch``: the median of 5 runs of the reference network), and shared
+by all its searches; seed ``s`` is every sampler's search seed (so trial ``i`` trains with the
+same seed whichever sampler proposed it); runs go seed by seed, each seed through every
+sampler, so that background load hits the samplers alike. Torch uses one thread per search.
 
-Last line: one JSON object; ``median_best_loss`` per sampler (lower is better), the per-seed
-best losses, and the settings and machine.
+Rough times on a 2-core x86_64 CPU, one search at a time: a trial takes 0.1-0.5 s on
+mlp-digits-*, 0.6-2 s on sparse-morse-hw and 0.2-0.9 s on cnn-digits; a search 7-15 s on
+mlp-digits-* (GPSampler's and the ramp BO's proposals are part of it), about 50 s on
+sparse-morse-hw and 13-20 s on cnn-digits. The full suite (4 problems, 6 samplers, 20 seeds)
+takes about 3 hours: use ``--jobs`` where there are cores to spare.
+
+    python bench/search_quality.py [--seeds 20] [--jobs 1] [--problems cnn-digits ...]
+        [--samplers ramp gp ...] [--variant ramp_o2:omega=2.0 ...] [--trials N]
+    python bench/search_quality.py --quick     # a try-out in about 3 minutes
+
+Report per problem and sampler: the mean, median and per-seed best search loss (lower is
+better); for ``ramp`` against every other sampler, the paired win rate (seeds where ramp's
+best is lower; ties count half) and a bootstrap 95% interval of the mean difference
+ramp - other (seeds resampled 10,000 times); with variants, each variant against ``gp`` too.
+Last line: one JSON object ``{"problems": {name: {"mean", "median", "per_seed",
+"win_rate_vs", "mean_diff_ci95_vs", ["variant_vs_gp"]}}, "targets", "seeds", "settings",
+"seconds", "machine"}``.
+
+Targets (issue #13): on each problem ramp has the lowest mean (of the six samplers) and a win
+rate of at least 0.55 against ``gp``; on at least 2 problems the interval against ``gp`` lies
+below zero. ``targets`` states each.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import contextlib
 import dataclasses
 import json
+import multiprocessing
 import os
 import platform
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
-from dnc_mlp.space import MLPSpace
 
-from dnc.plugins import TensorData
-from dnc.search import BOSettings, Search, SearchSettings, StageSpec
-from dnc.search.cost import TEpoch
-from dnc.search.objective import evaluate
-from dnc.train.datasets import Digits
+from dnc.bo.settings import BOSettings
+from dnc.plugins import CostEvaluator, SearchSpace, TensorData, UserError, calibrate_cost
+from dnc.search import Search, SearchSettings, StageSpec
 from dnc.train.settings import TrainerSettings
 
-SAMPLERS = ("ramp", "ramp_paper", "gp", "tpe", "random")
-VARIANTS = {"ramp_paper": ("ramp", {"model": "loss", "at_bounds": 0.0})}
-"""Bench names that run a sampler with other ``search.bo`` settings."""
-WC = 0.1
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A benchmark problem: the ``python -m dnc`` overrides that compose it, and its one BO
+    stage (``trials`` over ``groups``, half of them prior states) for ``wc``."""
+
+    overrides: tuple[str, ...]
+    trials: int
+    groups: tuple[str, ...] = ("core", "train")
+    wc: float = 0.1
+
+
+PROBLEMS = {
+    "mlp-digits-numparams": Problem(("cost=numparams", "trainer.epochs=10"), 30, wc=0.01),
+    "mlp-digits-time": Problem(("cost=t_epoch", "trainer.epochs=10"), 30),
+    "sparse-morse-hw": Problem(
+        ("+experiment=morse", "dataset.preset=difficult", "trainer.epochs=8"), 30
+    ),
+    "cnn-digits": Problem(
+        (
+            "search_space=cnn",
+            "search_space.core.conv_layers=[1,3]",
+            "search_space.core.first_channels=[8,32]",
+            "search_space.core.max_channels=32",
+            "search_space.core.default_channels=[16,32]",
+            "search_space.core.pool_thresholds=[16]",
+            "search_space.training.default_batch_size=64",  # held: the core stage's training
+            "search_space.training.default_lr=3e-3",  # learns in 5 epochs
+            "trainer.epochs=5",
+        ),
+        20,
+        groups=("core",),
+    ),
+}
+SAMPLERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ramp": ("ramp", {}),
+    "ramp_paper": ("ramp", {"model": "loss", "at_bounds": 0.0, "omega": 3.0}),
+    "gp": ("gp", {}),
+    "tpe_group": ("tpe_group", {}),
+    "tpe": ("tpe", {}),
+    "random": ("random", {}),
+}
+"""Bench name: (``search.sampler``, the ``search.bo`` fields it changes)."""
+QUICK: dict[str, Any] = {
+    "seeds": 2,
+    "problems": ["mlp-digits-numparams", "cnn-digits"],
+    "samplers": ["ramp", "ramp_paper", "gp", "tpe_group", "random"],
+    "trials": 12,
+}
+RESAMPLES = 10_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """A problem's objects, built, loaded and calibrated once, shared by all its searches."""
+
+    problem: Problem
+    space: SearchSpace
+    data: TensorData
+    cost: CostEvaluator
+    trainer: TrainerSettings
 
 
 def machine() -> str:
     return (
         f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__} ({torch.get_num_threads()} threads), CPU only"
+        f"torch {torch.__version__}, CPU only, one torch thread per search"
     )
 
 
-def calibrate(space: MLPSpace, data: TensorData, trainer: TrainerSettings) -> float:
-    """``tbar_epoch``: the reference network's seconds per epoch (after a warm-up run, the
-    median of 5 runs)."""
-    ref = space.reference_candidate()
-    times = [
-        evaluate(
-            ref, space=space, data=data, cost=TEpoch(1.0), wc=0.0, trainer=trainer, seed=s
-        ).figures["t_epoch"]
-        for s in range(6)
-    ]
-    return statistics.median(times[1:])
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME:key=value,...`` as ``(NAME, {field: value})`` for any ``BOSettings`` field;
+    values are read as bool (``true``/``false``), int, float or else str. ``ValueError`` for a
+    malformed spec, an unknown field or a value ``BOSettings`` refuses."""
+    name, sep, body = text.partition(":")
+    if not sep or not name or not body:
+        raise ValueError(f"--variant {text!r}: give NAME:key=value[,key=value...]")
+    known = {f.name: f for f in dataclasses.fields(BOSettings)}
+    changes: dict[str, Any] = {}
+    for item in body.split(","):
+        key, eq, raw = (s.strip() for s in item.partition("="))
+        if not eq:
+            raise ValueError(f"--variant {text!r}: {item!r} is not key=value")
+        if key not in known:
+            raise ValueError(
+                f"--variant {text!r}: {key!r} is not a field of BOSettings; "
+                f"choose from {', '.join(known)}"
+            )
+        value: Any = raw
+        if raw.lower() in ("true", "false"):
+            value = raw.lower() == "true"
+        else:
+            for kind in (int, float):
+                try:
+                    value = kind(raw)
+                    break
+                except ValueError:
+                    pass
+        if isinstance(known[key].default, float) and type(value) is int:
+            value = float(value)  # omega=2 means 2.0
+        changes[key] = value
+    try:
+        BOSettings(**changes)
+    except UserError as err:
+        raise ValueError(f"--variant {text!r}: {err}") from None
+    return name, changes
+
+
+def build(name: str, problem: Problem) -> Setup:
+    """The problem's space, data (split with seed 0), cost and trainer, as ``python -m dnc``
+    builds them from its overrides; an auto cost normaliser is calibrated here once (a cost
+    that trains: the median of 5 reference runs after a warm-up)."""
+    from hydra import compose, initialize_config_module
+
+    from dnc.config import instantiate, typed
+    from dnc.plugins import Dataset
+    from dnc.search.calibration import reference_figures
+
+    with initialize_config_module("dnc.conf", version_base="1.3"):
+        cfg = compose("config", overrides=list(problem.overrides))
+        dataset = instantiate(cfg.dataset, Dataset, "dataset")
+        space = instantiate(cfg.search_space, SearchSpace, "search_space")
+        cost = instantiate(cfg.cost, CostEvaluator, "cost")
+        trainer = typed(cfg.trainer, TrainerSettings)
+    dataset.check()
+    space.check()
+    data = dataset.load(seed=0)
+    if cost.needs_calibration:
+        runs = [
+            reference_figures(cost, space=space, data=data, trainer=trainer, seed=s)
+            for s in range(6 if cost.calibrate_by_training else 1)
+        ]
+        runs = runs[1:] if len(runs) > 1 else runs
+        calibrate_cost(cost, {k: statistics.median(r[k] for r in runs) for k in runs[0]})
+    print(f"{name}: cost {cost.name} {cost.settings()}", flush=True)
+    return Setup(problem, space, data, cost, trainer)
+
+
+_SETUPS: dict[str, Setup] = {}
+"""The problems of this process (a pool's worker gets them once, from its initializer)."""
+
+
+def _install(setups: dict[str, Setup]) -> None:
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # GPSampler warns on every trial
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    _SETUPS.update(setups)
 
 
 def best_loss(
-    sampler: str,
-    seed: int,
-    *,
-    space: MLPSpace,
-    data: TensorData,
-    tbar: float,
-    trainer: TrainerSettings,
-    bo: BOSettings,
-    trials: int,
-    folder: Path,
-) -> float:
-    """The lowest search loss one 12-trial search finds."""
-    name = f"quality-{sampler}-{seed}"
-    algorithm, changes = VARIANTS.get(sampler, (sampler, {}))
+    job: tuple[str, str, int], samplers: dict[str, tuple[str, dict[str, Any]]], folder: str
+) -> tuple[float, float]:
+    """The lowest search loss of one search (``(problem, sampler, seed)``) and its seconds."""
+    problem, sampler, seed = job
+    setup = _SETUPS[problem]
+    trials = setup.problem.trials
+    algorithm, changes = samplers[sampler]
+    bo = BOSettings(prior_states=trials // 2, steps=trials - trials // 2)
+    name = f"{problem}-{sampler}-{seed}"
     settings = SearchSettings(
         name=name,
-        wc=WC,
+        wc=setup.problem.wc,
         sampler=algorithm,
         bo=dataclasses.replace(bo, **changes),
-        stages=(StageSpec("core", groups=("core", "train"), trials=trials),),
+        stages=(StageSpec("bo", groups=setup.problem.groups, trials=trials),),
     )
+    start = time.perf_counter()
     result = Search(
         settings,
-        space=space,
-        dataset=data,
-        cost=TEpoch(tbar),
-        trainer=trainer,
-        storage=f"sqlite:///{folder / name}.db",
+        space=setup.space,
+        dataset=setup.data,
+        cost=setup.cost,
+        trainer=setup.trainer,
+        storage=f"sqlite:///{Path(folder) / name}.db",
         seed=seed,
     ).run()
-    return result.best[0].loss
+    return result.best[0].loss, time.perf_counter() - start
+
+
+def paired(ours: list[float], other: list[float]) -> tuple[float, list[float]]:
+    """Paired win rate of ``ours`` (lower wins, ties count half) and the bootstrap 95% interval
+    of the mean of ``ours - other`` (seeds resampled with a fixed numpy seed)."""
+    a, b = np.asarray(ours), np.asarray(other)
+    wins = float(np.mean((a < b) + 0.5 * (a == b)))
+    diff = a - b
+    rows = np.random.default_rng(0).integers(0, len(diff), size=(RESAMPLES, len(diff)))
+    lo, hi = np.percentile(diff[rows].mean(axis=1), [2.5, 97.5])
+    return round(wins, 4), [round(float(lo), 4), round(float(hi), 4)]
+
+
+def summarise(losses: dict[str, list[float]], variants: list[str]) -> dict[str, Any]:
+    """One problem's JSON entry from each sampler's per-seed best losses."""
+    out: dict[str, Any] = {
+        "mean": {s: round(statistics.fmean(v), 4) for s, v in losses.items()},
+        "median": {s: round(statistics.median(v), 4) for s, v in losses.items()},
+        "per_seed": {s: [round(x, 4) for x in v] for s, v in losses.items()},
+        "win_rate_vs": {},
+        "mean_diff_ci95_vs": {},
+    }
+    if "ramp" in losses:
+        for other in (s for s in losses if s != "ramp"):
+            wins, ci = paired(losses["ramp"], losses[other])
+            out["win_rate_vs"][other], out["mean_diff_ci95_vs"][other] = wins, ci
+    if variants and "gp" in losses:
+        out["variant_vs_gp"] = {}
+        for v in variants:
+            wins, ci = paired(losses[v], losses["gp"])
+            out["variant_vs_gp"][v] = {"win_rate": wins, "mean_diff_ci95": ci}
+    return out
+
+
+def targets(problems: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets, as far as the samplers run allow (``None``: ramp or gp not run)."""
+    per: dict[str, Any] = {}
+    for name, p in problems.items():
+        named = {s: m for s, m in p["mean"].items() if s in SAMPLERS}
+        ci = p["mean_diff_ci95_vs"].get("gp")
+        win = p["win_rate_vs"].get("gp")
+        per[name] = {
+            "ramp_mean_lowest": min(named, key=named.__getitem__) == "ramp"
+            if "ramp" in named
+            else None,
+            "win_rate_vs_gp_at_least_0.55": win >= 0.55 if win is not None else None,
+            "ci_vs_gp_below_zero": ci[1] < 0 if ci is not None else None,
+        }
+    below = sum(bool(t["ci_vs_gp_below_zero"]) for t in per.values())
+    return {"per_problem": per, "problems_ci_vs_gp_below_zero": below, "ci_target_met": below >= 2}
+
+
+def table(name: str, entry: dict[str, Any], trials: int, seeds: int) -> None:
+    print(f"\n{name}: best search loss after {trials} trials, {seeds} seeds (lower is better)")
+    print(f"  {'sampler':<14}{'mean':>9}{'median':>9}   ramp wins  ramp - other [95% CI]")
+    for s, mean in sorted(entry["mean"].items(), key=lambda kv: kv[1]):
+        row = f"  {s:<14}{mean:>9.4f}{entry['median'][s]:>9.4f}"
+        if s in entry["win_rate_vs"]:
+            lo, hi = entry["mean_diff_ci95_vs"][s]
+            row += f"   {entry['win_rate_vs'][s]:>9.2f}  [{lo:+.4f}, {hi:+.4f}]"
+        print(row)
+    for v, vs in entry.get("variant_vs_gp", {}).items():
+        lo, hi = vs["mean_diff_ci95"]
+        print(f"  {v} vs gp: wins {vs['win_rate']:.2f}, {v} - gp [{lo:+.4f}, {hi:+.4f}]")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--prior-states", type=int, default=6)
-    parser.add_argument("--epochs", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=1, help="searches at once (processes)")
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser.add_argument("--samplers", nargs="+", help="a subset (default: all six + variants)")
     parser.add_argument(
-        "--noise",
-        type=float,
-        default=1e-4,
-        help="ramp BO noise variance on the standardised outcome (search.bo.noise)",
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:key=value,...",
+        help="a ramp sampler named NAME with these BOSettings fields changed (repeatable)",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch threads (1: t_epoch of these tiny MLPs is far steadier on a busy machine)",
-    )
+    parser.add_argument("--trials", type=int, help="every problem's budget (default: its own)")
+    parser.add_argument("--quick", action="store_true", help=f"a try-out: {QUICK}")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    optuna.logging.set_verbosity(optuna.logging.ERROR)  # GPSampler warns on every MLP trial
-    start = time.perf_counter()
-    space = MLPSpace()
-    data = Digits().load(seed=0)
-    trainer = TrainerSettings(epochs=args.epochs)
-    bo = BOSettings(
-        prior_states=args.prior_states, steps=args.trials - args.prior_states, noise=args.noise
-    )
-    tbar = calibrate(space, data, trainer)
-    print(f"tbar_epoch = {tbar:.4f} s (reference network)", flush=True)
-    losses: dict[str, list[float]] = {s: [] for s in SAMPLERS}
-    with tempfile.TemporaryDirectory() as tmp:
-        for seed in range(args.seeds):
-            for sampler in SAMPLERS:
-                t0 = time.perf_counter()
-                loss = best_loss(
-                    sampler,
-                    seed,
-                    space=space,
-                    data=data,
-                    tbar=tbar,
-                    trainer=trainer,
-                    bo=bo,
-                    trials=args.trials,
-                    folder=Path(tmp),
+    samplers = dict(SAMPLERS)
+    try:
+        for spec in args.variant:
+            name, changes = parse_variant(spec)
+            if name in samplers:
+                raise ValueError(f"--variant {spec!r}: the name {name!r} is taken")
+            samplers[name] = ("ramp", changes)
+    except ValueError as err:
+        raise SystemExit(f"search_quality.py: error: {err}") from None
+    variants = list(samplers)[len(SAMPLERS) :]
+    if args.quick:
+        args.seeds, args.problems, args.trials = QUICK["seeds"], QUICK["problems"], QUICK["trials"]
+        args.samplers = args.samplers or [*QUICK["samplers"], *variants]
+        print(
+            f"--quick: {args.seeds} seeds, {args.trials} trials, {args.problems}, {args.samplers}"
+        )
+    chosen = args.samplers or list(samplers)
+    unknown = [s for s in chosen if s not in samplers]
+    if unknown:
+        raise SystemExit(f"search_quality.py: error: unknown samplers {unknown}; {list(samplers)}")
+    variants = [v for v in variants if v in chosen]
+    _install({})
+    started = time.perf_counter()
+    problems = {
+        p: dataclasses.replace(PROBLEMS[p], trials=args.trials or PROBLEMS[p].trials)
+        for p in args.problems
+    }
+    setups = {p: build(p, problem) for p, problem in problems.items()}
+    jobs = [(p, s, seed) for p in problems for seed in range(args.seeds) for s in chosen]
+    losses: dict[str, dict[str, list[float]]] = {p: {s: [] for s in chosen} for p in problems}
+    with tempfile.TemporaryDirectory(prefix="dnc-bench-quality-") as tmp:
+        args_of = (jobs, [samplers] * len(jobs), [tmp] * len(jobs))
+        with contextlib.ExitStack() as stack:
+            if args.jobs > 1:
+                pool = concurrent.futures.ProcessPoolExecutor(
+                    args.jobs,
+                    mp_context=multiprocessing.get_context("spawn"),
+                    initializer=_install,
+                    initargs=(setups,),
                 )
-                losses[sampler].append(loss)
-                print(
-                    f"seed {seed}  {sampler:<10}  best search loss {loss:.4f}  "
-                    f"({time.perf_counter() - t0:.0f} s)",
-                    flush=True,
-                )
-    medians = {s: statistics.median(v) for s, v in losses.items()}
-    winner = min(medians, key=lambda s: medians[s])
-    result: dict[str, Any] = {
-        "median_best_loss": {s: round(v, 4) for s, v in medians.items()},
-        "mean_best_loss": {s: round(statistics.mean(v), 4) for s, v in losses.items()},
-        "best_loss_per_seed": {s: [round(x, 4) for x in v] for s, v in losses.items()},
-        "lowest_median": winner,
-        "problem": {
-            "space": "mlp",
-            "dataset": "digits",
-            "epochs": args.epochs,
-            "torch_threads": args.threads,
-            "trials": args.trials,
-            "prior_states": args.prior_states,
-            "wc": WC,
-            "groups": ["core", "train"],
-            "seeds": args.seeds,
-            "explore": bo.explore,
-            "tbar_epoch": round(tbar, 5),
-            "ramp_noise": bo.noise,
-            "ramp_omega": bo.omega,
-            "ramp_model": bo.model,
-            "ramp_at_bounds": bo.at_bounds,
+                runs = stack.enter_context(pool).map(best_loss, *args_of)
+            else:  # in this thread: torch's thread setting holds for it
+                _install(setups)
+                runs = map(best_loss, *args_of)
+            for (p, s, seed), (loss, seconds) in zip(jobs, runs, strict=True):
+                losses[p][s].append(loss)
+                print(f"{p}  seed {seed}  {s:<12} best {loss:.4f}  ({seconds:.0f} s)", flush=True)
+    entries = {p: summarise(rows, variants) for p, rows in losses.items()}
+    for p, entry in entries.items():
+        table(p, entry, problems[p].trials, args.seeds)
+    result = {
+        "problems": entries,
+        "targets": targets(entries),
+        "seeds": args.seeds,
+        "settings": {
+            "problems": {
+                p: {
+                    "overrides": list(problem.overrides),
+                    "trials": problem.trials,
+                    "prior_states": problem.trials // 2,
+                    "groups": list(problem.groups),
+                    "wc": problem.wc,
+                    "epochs": setups[p].trainer.epochs,
+                    "cost": {setups[p].cost.name: setups[p].cost.settings()},
+                }
+                for p, problem in problems.items()
+            },
+            "samplers": {s: samplers[s] for s in chosen},
+            "jobs": args.jobs,
+            "resamples": RESAMPLES,
         },
-        "seconds": round(time.perf_counter() - start, 1),
+        "seconds": round(time.perf_counter() - started, 1),
         "machine": machine(),
     }
     print(json.dumps(result))
