@@ -9,7 +9,7 @@ every prior state comes from the same, stratified, dimension.
 - ``explore(i)``: ``explore`` uniform rows, each numeric parameter at one of its bounds with
   probability ``at_bounds`` (a uniform draw never lands on a bound, yet the best lr or the
   cheapest width often lies there), each returned with its row (``Point``), so a local search
-  (``dnc.bo.local_search``) can move from it one coordinate at a time;
+  (``dnc.bo.optimise``) can move from it one coordinate at a time;
 - ``row_of(params)``: the row a known candidate (a finished trial) comes from.
 
 Everything random derives from ``seed`` and the trial number.

@@ -49,7 +49,8 @@ class Proposal:
     trials entered it as pending points; ``model``: what the GPs modelled (``split`` or
     ``loss``; ``bo`` only); ``kernel``: the fitted ``omega`` and weights of the candidate
     kernel's parts, per GP (``fit_kernel`` only); ``observed``: how many finished trials the
-    GPs learnt from (completed ones and pruned ones, at their last value; ``bo`` only).
+    GPs learnt from (completed ones and pruned ones, at their last value; ``bo`` only);
+    ``climbed``: the local search found it (``maximise``), not the draws.
     """
 
     params: dict[str, Any]
@@ -60,7 +61,7 @@ class Proposal:
     kernel: dict[str, dict[str, list[float]]] | None = None
     model: str | None = None
     observed: int = 0
-    climbed: bool = False  # the choice came from the local search, not a draw
+    climbed: bool = False
 
 
 INT_STEPS = (1, 4, 16, 64)
