@@ -62,8 +62,8 @@ def test_the_row_of_a_candidates_params_gives_that_candidate_back(space: SearchS
         again = draws.point(draws.row_of(point.params))
         assert again.candidate.keys() == point.candidate.keys()
         for name, value in point.candidate.items():
-            same = value == pytest.approx(again.candidate[name], rel=1e-9)
-            assert same if isinstance(value, float) else value == again.candidate[name], name
+            other = again.candidate[name]
+            assert other == (pytest.approx(value, rel=1e-9) if isinstance(value, float) else value)
         assert all(0.0 <= u <= 1.0 for u in again.row)
 
 
