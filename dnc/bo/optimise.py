@@ -113,14 +113,14 @@ def climb(
     best = max(fresh, key=lambda pv: pv[1], default=None)
     names = [n for n, j in draws.coordinate.items() if j < draws.dims and n in draws.records]
 
-    def step(along: Callable[[int], Sequence[str]]) -> bool:
-        """Score the moves of every start along the coordinates ``along(start)`` in one batch;
+    def step(along: Sequence[Sequence[str]]) -> bool:
+        """Score the moves of every start ``i`` along the coordinates ``along[i]`` in one batch;
         move each start to its best move where that is higher. Whether any start moved."""
         nonlocal best
         tried: list[Point] = []
         owner: list[int] = []
         for i, (p, _) in enumerate(current):
-            for name in along(i):
+            for name in along[i]:
                 if name not in p.params:
                     continue  # a coordinate this candidate does not use: moving it does nothing
                 j = draws.coordinate[name]
@@ -141,13 +141,13 @@ def climb(
                 best = (q, value)
         return moved
 
-    step(lambda i: names if current[i][1] == -math.inf else ())
+    step([names if value == -math.inf else () for _, value in current])
     for _ in range(sweeps):
         moved = False
         order = rng.permutation(names).tolist()
         for k in range(0, len(order), CHUNK):
             chunk = order[k : k + CHUNK]
-            moved = step(lambda i, chunk=chunk: chunk) or moved
+            moved = step([chunk] * len(current)) or moved
         if not moved:
             break
     return best

@@ -386,7 +386,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             return acq.function(encoder.encode([{**p.params, **p.candidate} for p in pts])[:, None])
 
         ranked = sorted(range(len(finished)), key=lambda i: -targets[i])
-        best_trials = [finished[i].params for i in ranked if finished[i].params]
+        best_trials = [p for i in ranked if (p := finished[i].params)]
         point, value, climbed = maximise(
             draws, points, score, best_trials, taken, starts=self.local_search, seed=number
         )

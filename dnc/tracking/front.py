@@ -5,36 +5,21 @@ trials joined, and each ``wc``'s pick marked (``dnc.search.rescore`` chooses the
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dnc.plugins import CostEvaluator
+from dnc.search.records import Ranked
 from dnc.search.rescore import Pick, pareto_front
 
 
 def plot_front(picks: Sequence[Pick], cost: CostEvaluator, path: Path, title: str) -> Path:
     """Validation accuracy against complexity for every trial; the front as a line, each
     ``wc``'s pick marked."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = picks[0].ranking
-    xs = [cost.complexity(r.figures) for r in rows]
-    ys = [r.figures["best_val_acc"] for r in rows]
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    ax.scatter(xs, ys, s=18, c="#9aa5b1", label="trials", zorder=2)
-    front = pareto_front(list(zip(xs, ys, strict=True)))
-    ax.step(
-        [xs[i] for i in front],
-        [ys[i] for i in front],
-        where="post",
-        color="#1f77b4",
-        lw=1.5,
-        label="front",
-        zorder=3,
-    )
+    fig, ax = figure((7, 4.5))
+    xs = draw_trials(ax, picks[0].ranking, cost)
     markers = "*DPXos^v<>"
     for k, pick in enumerate(picks):
         ax.scatter(
@@ -46,7 +31,56 @@ def plot_front(picks: Sequence[Pick], cost: CostEvaluator, path: Path, title: st
             edgecolors="black",
             label=f"wc={pick.wc:g}: {pick.best.found_by} #{pick.best.number}",
         )
-    ax.set_xscale("log" if min(xs) > 0 and max(xs) / max(min(xs), 1e-12) > 30 else "linear")
+    return save(fig, ax, cost, xs, path, title, legend={"fontsize": 8, "loc": "lower right"})
+
+
+def figure(size: tuple[float, float]) -> tuple[Any, Any]:
+    """A matplotlib figure and axes (the Agg backend: files only)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=size, dpi=120)
+
+
+def draw_trials(
+    ax: Any, trials: Sequence[Ranked], cost: CostEvaluator, who: str = ""
+) -> list[float]:
+    """Every trial's best validation accuracy against its complexity, and their front as a
+    step line (labelled ``<who> trials`` and ``<who> front``); the complexities drawn."""
+    xs = [cost.complexity(r.figures) for r in trials]
+    ys = [r.figures["best_val_acc"] for r in trials]
+    ax.scatter(xs, ys, s=18, c="#9aa5b1", label=f"{who} trials".strip(), zorder=2)
+    front = pareto_front(list(zip(xs, ys, strict=True)))
+    ax.step(
+        [xs[i] for i in front],
+        [ys[i] for i in front],
+        where="post",
+        color="#1f77b4",
+        lw=1.5,
+        label=f"{who} front".strip(),
+        zorder=3,
+    )
+    return xs
+
+
+def save(
+    fig: Any,
+    ax: Any,
+    cost: CostEvaluator,
+    xs: Sequence[float],
+    path: Path,
+    title: str,
+    legend: dict[str, Any],
+) -> Path:
+    """Label the axes (complexity on a log scale when ``xs`` span more than 30x), write the
+    figure to ``path`` and close it."""
+    import matplotlib.pyplot as plt
+
+    finite = [x for x in xs if math.isfinite(x)]
+    wide = finite and min(finite) > 0 and max(finite) / min(finite) > 30
+    ax.set_xscale("log" if wide else "linear")
     norm = ", ".join(
         f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in cost.settings().items()
     )
@@ -54,7 +88,7 @@ def plot_front(picks: Sequence[Pick], cost: CostEvaluator, path: Path, title: st
     ax.set_ylabel("best validation accuracy (%)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(**legend)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -85,4 +119,4 @@ def picks_json(picks: Sequence[Pick], search: str, cost: CostEvaluator) -> str:
     )
 
 
-__all__ = ["picks_json", "plot_front"]
+__all__ = ["draw_trials", "figure", "picks_json", "plot_front", "save"]

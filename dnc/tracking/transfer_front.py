@@ -12,8 +12,8 @@ from typing import Any
 
 from dnc.plugins import CostEvaluator
 from dnc.search.records import Ranked
-from dnc.search.rescore import pareto_front
 from dnc.search.transfer import Scored, TransferRow
+from dnc.tracking.front import draw_trials, figure, save
 
 
 def plot_transfer(
@@ -26,25 +26,10 @@ def plot_transfer(
     """Validation accuracy against complexity ``fc`` (the target's cost) for the target's
     ``trials`` with their front; per ``wc`` the target's own pick (a circle) and the source's
     pick trained on the target data (a star of the same colour), joined by a dashed line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xs = [cost.complexity(r.figures) for r in trials]
-    ys = [r.figures["best_val_acc"] for r in trials]
-    fig, ax = plt.subplots(figsize=(9.5, 4.8), dpi=120)
-    ax.scatter(xs, ys, s=18, c="#9aa5b1", label="target trials", zorder=2)
-    front = pareto_front(list(zip(xs, ys, strict=True)))
-    ax.step(
-        [xs[i] for i in front],
-        [ys[i] for i in front],
-        where="post",
-        color="#1f77b4",
-        lw=1.5,
-        label="target front",
-        zorder=3,
-    )
+    fig, ax = figure((9.5, 4.8))
+    xs = draw_trials(ax, trials, cost, "target")
     colours = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
     for k, group in enumerate(_same_points(rows)):
         colour, row = colours[k % len(colours)], group[0]
@@ -62,22 +47,8 @@ def plot_transfer(
             *moved, s=170, marker="*", color=colour, edgecolors="black", zorder=5, label=label
         )
         xs.append(moved[0])
-    finite = [x for x in xs if math.isfinite(x)]
-    wide = finite and min(finite) > 0 and max(finite) / min(finite) > 30
-    ax.set_xscale("log" if wide else "linear")
-    norm = ", ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in cost.settings().items()
-    )
-    ax.set_xlabel(f"complexity fc ({cost.name}; {norm})")
-    ax.set_ylabel("best validation accuracy (%)")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    legend = {"fontsize": 7, "loc": "upper left", "bbox_to_anchor": (1.01, 1.0)}
+    return save(fig, ax, cost, xs, path, title, legend)
 
 
 def _same_points(rows: Sequence[TransferRow]) -> list[list[TransferRow]]:
