@@ -40,7 +40,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -49,7 +48,6 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 from dnc_mlp.space import MLPSpace
 from optuna.trial import TrialState
 
@@ -60,6 +58,7 @@ from dnc.suggest import TrialSuggest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "bo"))
 from bo_spaces import ChainCNNSpace, recorded_parts  # noqa: E402 - the tests' fixtures
+from common import machine  # bench/common.py (this folder is on sys.path)
 
 NS = (10, 30, 100)
 ACTIVE = ("core", "train")
@@ -84,13 +83,6 @@ def synthetic_parts(c: Mapping[str, Any]) -> tuple[float, float]:
     fp = 0.02 + ((math.log10(c["lr"]) + 3) ** 2 / 4 + (size - 2.5) ** 2 / 2) / 10
     fc = (1 + sum(widths)) / 1000 * (512 / c["batch_size"]) ** 0.5 + 1e3 * c["weight_decay"]
     return fp, fc
-
-
-def machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__} (proposals on 1 thread), CPU only"
-    )
 
 
 def study_with(space: SearchSpace, n: int, seed: int) -> optuna.Study:
@@ -215,7 +207,7 @@ def main() -> None:
     result["explore"] = args.explore
     result["local_search"] = args.local_search
     result["repeats"] = args.repeats
-    result["machine"] = machine()
+    result["machine"] = machine("proposals on 1 thread, CPU only")
     print(json.dumps(result))
 
 

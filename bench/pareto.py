@@ -34,16 +34,12 @@ import argparse
 import concurrent.futures
 import json
 import math
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from common import machine, run_dnc  # bench/common.py (this folder is on sys.path)
 
 from dnc.search import records
 from dnc.search.objective import performance_term
@@ -58,30 +54,19 @@ SAMPLERS = ("dnc-pareto", "dnc-wc", "nsga2", "tpe", "gp", "random")
 WC = 0.1
 
 
-def machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, CPU only, one thread per search"
-    )
-
-
 def run_search(folder: Path, problem: str, sampler: str, seed: int, trials: int) -> Path:
     """One search, as the command line runs it; its run folder."""
     run = folder / f"{problem}-{sampler}-{seed}"
     objective = "loss" if sampler == "dnc-wc" else "pareto"
     prior = trials // 2
-    command = [
-        sys.executable, "-m", "dnc", *PROBLEMS[problem], f"hydra.run.dir={run}", f"seed={seed}",
+    run_dnc([
+        *PROBLEMS[problem], f"hydra.run.dir={run}", f"seed={seed}",
         f"search.stages=[{{name:core,groups:[core,train],objective:{objective}}}]",
         f"search.sampler={'ramp' if sampler.startswith('dnc') else sampler}",
         f"search.wc={WC if objective == 'loss' else 'null'}", "search.name=bench",
         f"search.bo.prior_states={prior}", f"search.bo.steps={trials - prior}",
         "tracking.uri=null",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    ])  # fmt: skip
     return run
 
 

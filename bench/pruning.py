@@ -26,16 +26,12 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
-import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+from common import machine, run_dnc  # bench/common.py (this folder is on sys.path)
 
 from dnc.search import records
 from dnc.search.ranking import ranked_trials
@@ -46,25 +42,14 @@ SEARCH = "digits-mlp"
 WC = 0.1
 
 
-def machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, CPU only, one thread per search"
-    )
-
-
 def run_search(folder: Path, seed: int, pruner: str, args: argparse.Namespace) -> Path:
     """One search, as the command line runs it; its run folder."""
     run = folder / f"seed{seed}-{pruner}"
-    command = [
-        sys.executable, "-m", "dnc", f"hydra.run.dir={run}", f"seed={seed}",
+    run_dnc([
+        f"hydra.run.dir={run}", f"seed={seed}",
         f"trainer.pruner={pruner}", f"trainer.epochs={args.epochs}", f"search={args.search}",
         "tracking.uri=null", f"search.wc={WC}",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+    ])  # fmt: skip
     return run
 
 

@@ -58,8 +58,6 @@ import contextlib
 import dataclasses
 import json
 import multiprocessing
-import os
-import platform
 import statistics
 import tempfile
 import time
@@ -70,6 +68,7 @@ from typing import Any
 import numpy as np
 import optuna
 import torch
+from common import machine  # bench/common.py (this folder is on sys.path)
 
 from dnc.bo.settings import BOSettings
 from dnc.plugins import CostEvaluator, SearchSpace, TensorData, UserError, calibrate_cost
@@ -139,13 +138,6 @@ class Setup:
     data: TensorData
     cost: CostEvaluator
     trainer: TrainerSettings
-
-
-def machine() -> str:
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, CPU only, one torch thread per search"
-    )
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -409,7 +401,7 @@ def main() -> None:
             "resamples": RESAMPLES,
         },
         "seconds": round(time.perf_counter() - started, 1),
-        "machine": machine(),
+        "machine": machine("CPU only, one torch thread per search"),
     }
     print(json.dumps(result))
 
