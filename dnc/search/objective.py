@@ -99,9 +99,9 @@ def evaluate(
     ``dnc.train.trainer.train`` takes them; ``should_stop(figures so far)`` after each epoch
     but the last: true stops training, ``Evaluation.result.stopped``). Raises
     ``TrialDiverged`` on a NaN loss."""
-    from dnc.train.trainer import train
+    from dnc.train.trainer import build_seeded, train
 
-    model = space.build(candidate, data.spec)
+    model = build_seeded(space, candidate, data.spec, seed)
     stop = None
     if should_stop is not None:
         measured = cost.measure(model, candidate, data.spec)  # the cost's own: not trained

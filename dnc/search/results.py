@@ -120,7 +120,7 @@ def final_test(
     trials to report to."""
     import torch
 
-    from dnc.train.trainer import train
+    from dnc.train.trainer import build_seeded, train
 
     merged = dataclasses.replace(
         data,
@@ -139,7 +139,7 @@ def final_test(
         if row.key in done:
             continue
         result = train(
-            space.build(row.candidate, data.spec),
+            build_seeded(space, row.candidate, data.spec, seed),
             merged,
             lr=float(row.candidate["lr"]),
             weight_decay=float(row.candidate["weight_decay"]),

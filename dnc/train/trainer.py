@@ -14,14 +14,14 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from dnc.plugins import TensorData, UserError
+from dnc.plugins import DataSpec, SearchSpace, TensorData, UserError
 from dnc.train.augment import get_augment
 from dnc.train.settings import TrainerSettings, TrialDiverged
 
@@ -48,6 +48,17 @@ def count_params(model: nn.Module) -> int:
     if callable(counter):
         return int(counter())
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def build_seeded(
+    space: SearchSpace, candidate: Mapping[str, Any], spec: DataSpec, seed: int
+) -> nn.Module:
+    """``space.build(candidate, spec)`` with its initial weights drawn from ``seed`` alone, so
+    that a trial's seed reproduces it whatever the process drew before (a sampler's GP, another
+    trial, a cost measurement)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return space.build(candidate, spec)
 
 
 def make_adam(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.Optimizer:

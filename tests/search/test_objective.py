@@ -34,3 +34,31 @@ def test_the_loss_parts_of_a_search_trial():
     assert parts.parts(second) is None  # nothing recorded: the sampler falls back
     with pytest.raises(ValueError, match="wc=-1"):
         LossParts(wc=-1, parts=lambda t: None)
+
+
+def test_a_trials_seed_alone_fixes_its_initial_weights_and_curves():
+    """The same candidate and seed train to the same curves whatever the process drew before
+    (a sampler's GP, an earlier trial); another seed trains differently."""
+    import torch
+    from dnc_mlp.space import MLPSpace
+
+    from dnc.plugins import TensorData
+    from dnc.search.objective import evaluate
+    from dnc.train.settings import TrainerSettings
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 8, generator=gen), torch.randint(0, 3, (96,), generator=gen)
+    data = TensorData(x[:64], y[:64], x[64:], y[64:], x[64:], y[64:], num_classes=3)
+    space = MLPSpace()
+    candidate = {**space.reference_candidate(), "hidden_0": 16}
+    settings = dict(space=space, data=data, cost=NumParams(numparams_bar=100), wc=0.1)
+    trainer = TrainerSettings(epochs=3, device="cpu")
+
+    def curves(seed: int) -> tuple[list[float], list[float]]:
+        result = evaluate(candidate, **settings, trainer=trainer, seed=seed).result
+        return result.train_loss, result.val_acc
+
+    first = curves(7)
+    torch.rand(1000)  # what a GP or another trial would draw in between
+    assert curves(7) == first
+    assert curves(8)[0] != first[0]
