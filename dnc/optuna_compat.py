@@ -3,9 +3,10 @@
 dnc needs a few things Optuna does not expose publicly: a trial's and a study's storage ids, a
 sampler writing a system attribute on the trial it samples for, failing a running trial that
 belongs to a dead worker, a heartbeat for trials run through ``ask``/``tell``, whether a
-distribution contains a value, and a storage of its own (``StorageProxy``: Optuna's RDB storage
-in Optuna's cache, every call going through one hook, the heartbeat included). When an Optuna
-upgrade changes any of them, this module is the one to mend.
+distribution contains a value, the whole study behind the one-bracket view ``HyperbandPruner``
+hands samplers, and a storage of its own (``StorageProxy``: Optuna's RDB storage in Optuna's
+cache, every call going through one hook, the heartbeat included). When an Optuna upgrade
+changes any of them, this module is the one to mend.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def study_names(storage: optuna.storages.BaseStorage) -> list[str]:
     """Names of every study in ``storage``, oldest first (by storage id: the creation order,
     which ``get_all_studies`` does not promise)."""
     return [s.study_name for s in sorted(storage.get_all_studies(), key=lambda s: s._study_id)]
+
+
+def whole_study(study: optuna.Study) -> optuna.Study:
+    """The study itself where Optuna hands a sampler a view of it: under ``HyperbandPruner``,
+    samplers get a study holding only the trials of the current trial's bracket (so that TPE
+    learns each bracket apart); a model of the whole stage wants every trial."""
+    inner = getattr(study, "_study", None)  # HyperbandPruner's _BracketStudy wraps the study
+    return inner if isinstance(inner, optuna.Study) else study
 
 
 def storage_of(study: optuna.Study) -> optuna.storages.BaseStorage:
@@ -296,4 +305,5 @@ __all__ = [
     "study_names",
     "trial_id",
     "unreachable",
+    "whole_study",
 ]

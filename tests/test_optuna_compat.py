@@ -81,3 +81,19 @@ def test_contains(distribution, inside, outside):
     assert optuna_compat.contains(distribution, inside)
     assert not optuna_compat.contains(distribution, outside)
 
+
+def test_whole_study_sees_past_hyperbands_bracket_view(storage):
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+    study = optuna.create_study(storage=storage, pruner=pruner)
+    for _ in range(12):
+        trial = study.ask()
+        trial.report(1.0, 1)
+        trial.should_prune()  # the pruner sets up its brackets on the first call
+        study.tell(trial, 1.0)
+    last = study.trials[-1]
+    view = optuna.pruners._filter_study(study, last)  # what samplers get under Hyperband
+    assert len(view.get_trials()) < 12  # one bracket's trials
+    whole = optuna_compat.whole_study(view)
+    assert len(whole.get_trials()) == 12
+    assert optuna_compat.study_id(whole) == optuna_compat.study_id(study)
+    assert optuna_compat.whole_study(study) is study

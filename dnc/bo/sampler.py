@@ -236,7 +236,9 @@ class RampBOSampler(optuna.samplers.BaseSampler):
 
     # -- proposals ----------------------------------------------------------------------------
     def proposal(self, study: optuna.Study, trial: FrozenTrial) -> Proposal:
-        """The candidate for ``trial`` (chosen on the first call, then remembered)."""
+        """The candidate for ``trial`` (chosen on the first call, then remembered), from every
+        trial of ``study`` (also under ``HyperbandPruner``, which shows samplers one bracket)."""
+        study = optuna_compat.whole_study(study)
         key = (optuna_compat.study_id(study), trial.number)
         with self._lock:
             if key not in self._chosen:

@@ -13,7 +13,10 @@ intermediate value of that epoch, and asks the stage study's pruner whether to g
 A pruned trial is told ``PRUNED``: its value is its last reported search loss (Optuna records
 it), its figures and curves are those of the epochs it ran, and ``pruned_at_epoch`` says when.
 It uses up a slot of its stage's budget, the BO sampler takes it as an observation at that
-value, and it is never a pick (reports rank completed trials only).
+value, and it is never a pick (reports rank completed trials only). Optuna shows a sampler only
+the trials of the current trial's Hyperband bracket (so that TPE learns each bracket apart); the
+ramp BO sampler looks through that view (``optuna_compat.whole_study``) and models the whole
+stage, as it does under any other pruner.
 """
 
 from __future__ import annotations

@@ -138,6 +138,35 @@ def test_never_proposes_a_finished_candidate_again() -> None:
     assert phases(study)[-1] == "repeat"
 
 
+def test_under_hyperband_each_step_models_every_bracket() -> None:
+    """Optuna's HyperbandPruner shows samplers only the trials of the current trial's bracket;
+    the BO must still learn from (and never repeat) every trial of the stage, pruned or not."""
+    space = Grid()
+    pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=9, reduction_factor=3)
+    study = optuna.create_study(
+        sampler=RampBOSampler(space=space, prior_states=3, explore=5, seed=0), pruner=pruner
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        cand = space.sample(TrialSuggest(trial))
+        trial.set_user_attr("candidate", cand)
+        loss = (cand["a"] - 2) ** 2 + (cand["b"] != "y")
+        for step in range(1, 10):
+            trial.report(loss + 1 / step, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned
+        return loss
+
+    study.optimize(objective, n_trials=12)
+    states = [t.state for t in study.trials]
+    assert TrialState.PRUNED in states and TrialState.COMPLETE in states  # the pruner acted
+    assert len({pruner._get_bracket_id(study, t) for t in study.trials}) > 1
+    seen = [(c["a"], c["b"]) for c in candidates(study)]
+    assert len(set(seen)) == 12  # no candidate taken in another bracket proposed again
+    for t in study.trials[3:]:  # each BO step observed every trial before it
+        assert t.system_attrs[PHASE_ATTR] == {**t.system_attrs[PHASE_ATTR], "observed": t.number}
+
+
 def test_failed_trials_are_left_out() -> None:
     space = ChainCNNSpace()
     study = optuna.create_study(
