@@ -46,7 +46,9 @@ def test_a_signal_closes_the_running_trial_and_the_search_resumes(tmp_path):
         "search=combined",  # one BO stage of 2 trials
         "search.bo.prior_states=2",
         "search.bo.steps=0",
-        "trainer.epochs=100",  # seconds per trial: caught mid-training
+        # a second or more per trial: caught mid-training (the poll below sees a trial within
+        # a fraction of one); the resumed search trains both trials again at this length
+        "trainer.epochs=30",
         "cost=numparams",
         "search.final_test=false",
         f"storage.url=sqlite:///{tmp_path}/optuna.db",
@@ -58,7 +60,7 @@ def test_a_signal_closes_the_running_trial_and_the_search_resumes(tmp_path):
     while not (running := _training(tmp_path / "optuna.db", "digits-mlp/all")):
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline, "no trial started training"
-        time.sleep(0.2)
+        time.sleep(0.05)
     victim = running[0]
     sent = time.monotonic()
     proc.send_signal(signum)

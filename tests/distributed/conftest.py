@@ -9,6 +9,7 @@ never skips the distributed tests silently. Every test here is marked ``distribu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -50,6 +51,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def postgres_url() -> Iterator[str]:
     """The SQLAlchemy URL of a new, empty database (dropped after the test) on the cluster of
     DNC_TEST_POSTGRES_URL, owned by its role."""
+    with new_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def new_database() -> Iterator[str]:
+    """The SQLAlchemy URL of a new, empty database on the cluster of DNC_TEST_POSTGRES_URL,
+    owned by its role, dropped when the block ends (for a fixture of a wider scope than
+    ``postgres_url``'s)."""
     base = server_url("DNC_TEST_POSTGRES_URL")
     try:
         import psycopg

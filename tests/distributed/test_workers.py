@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,12 @@ from .checks import (
     wait_all,
     workers_of,
 )
+from .conftest import new_database
+
+QUICK = "search=quick"
+"""The three stages with one variant per grid sub-stage, not all ten: for the tests whose
+point is how the workers start, not how they share a grid stage (the default search's is
+shared by ``three_workers`` and ``test_killed_workers_lose_nothing``)."""
 
 
 def _all_joined(run_dirs: list[Path], url: str) -> None:
@@ -50,22 +57,32 @@ def _calibrated_by(cwd: Path, n: int) -> list[int]:
     return [i for i in range(n) if "calibrated cost" in (cwd / f"run{i}/dnc.log").read_text()]
 
 
-def test_three_workers_share_the_default_search(tmp_path, postgres_url, mlflow_uri):
+@pytest.fixture(scope="module")
+def three_workers(tmp_path_factory, mlflow_uri) -> Iterator[tuple[Path, str, str]]:
+    """The default search, run by three workers on a PostgreSQL storage and the MLflow server:
+    their folder, the storage's URL and the experiment."""
+    cwd = tmp_path_factory.mktemp("three")
     experiment = _experiment()
-    procs = start_workers(
-        tmp_path,
-        3,
-        *TINY,
-        f"storage.url={postgres_url}",
-        f"tracking.uri={mlflow_uri}",
-        f"tracking.experiment={experiment}",
-    )
-    wait_all(procs, tmp_path)
+    with new_database() as url:
+        procs = start_workers(
+            cwd,
+            3,
+            *TINY,
+            f"storage.url={url}",
+            f"tracking.uri={mlflow_uri}",
+            f"tracking.experiment={experiment}",
+        )
+        wait_all(procs, cwd)
+        yield cwd, url, experiment
+
+
+def test_three_workers_share_the_default_search(three_workers, mlflow_uri):
+    cwd, postgres_url, experiment = three_workers
     by_stage = check_search(postgres_url, "digits-mlp")
-    _all_joined([tmp_path / f"run{i}" for i in range(3)], postgres_url)
+    _all_joined([cwd / f"run{i}" for i in range(3)], postgres_url)
     assert len(workers_of(by_stage)) >= 2, "the workers shared the trials"
     check_mlflow(mlflow_uri, experiment, "digits-mlp", by_stage)
-    assert len(_calibrated_by(tmp_path, 3)) == 1, "tbar_epoch=auto is calibrated once"
+    assert len(_calibrated_by(cwd, 3)) == 1, "tbar_epoch=auto is calibrated once"
 
 
 def _wait_for(predicate, timeout: float = 300, every: float = 0.05) -> None:
@@ -157,6 +174,7 @@ def test_workers_started_together_on_fresh_sqlite_stores(tmp_path):
         tmp_path,
         3,
         *TINY,
+        QUICK,
         f"storage.url=sqlite:///{tmp_path}/optuna.db",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
     )
@@ -192,6 +210,7 @@ def test_a_launcher_starts_the_workers(tmp_path, postgres_url, mlflow_uri, launc
         *launcher,
         "+worker=range(2)",
         *TINY,
+        QUICK,
         f"storage.url={postgres_url}",
         f"tracking.uri={mlflow_uri}",
         f"tracking.experiment={experiment}",
@@ -202,9 +221,8 @@ def test_a_launcher_starts_the_workers(tmp_path, postgres_url, mlflow_uri, launc
     check_mlflow(mlflow_uri, experiment, "digits-mlp", by_stage)
 
 
-def test_report_rescores_a_postgres_search(tmp_path, postgres_url):
-    procs = start_workers(tmp_path, 2, *TINY, f"storage.url={postgres_url}", "tracking.uri=null")
-    wait_all(procs, tmp_path)
+def test_report_rescores_a_postgres_search(tmp_path, three_workers):
+    _, postgres_url, _ = three_workers  # the search the workers shared
     out = tmp_path / "front.png"
     proc = subprocess.run(
         [
@@ -236,6 +254,7 @@ def test_local_workers_share_the_default_storage(tmp_path):
         "hydra.launcher.n_jobs=2",
         "+worker=range(2)",
         *TINY,
+        QUICK,
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
     )
     shared = f"sqlite:///{tmp_path}/multirun/optuna.db"

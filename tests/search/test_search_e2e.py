@@ -162,6 +162,7 @@ def test_tracking_uri_override(tmp_path: Path):
     uri = f"sqlite:///{tmp_path}/elsewhere.db"
     run_dnc(
         tmp_path,
+        "search=quick",  # the three stages, one variant per grid sub-stage
         "search.bo.prior_states=1",
         "search.bo.steps=0",
         "trainer.epochs=1",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -195,7 +194,8 @@ def test_a_resumed_stage_queues_each_candidate_once(source, tmp_path):
 
 WORKER = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
+    from pathlib import Path
     import optuna
     from dnc_mlp.space import MLPSpace
     from dnc.search import warm_start
@@ -218,7 +218,10 @@ WORKER = textwrap.dedent(
     context = StageContext("s", storage, MLPSpace(), None, SearchObserver(), 0, None,
                            warm_source=src)
     stage = BOStage(spec, settings)
-    time.sleep(max(0.0, float(sys.argv[3]) - time.time()))  # all start together
+    ready = Path(sys.argv[3])  # all start together: once every worker has got this far
+    (ready / str(os.getpid())).touch()
+    while len(list(ready.iterdir())) < int(sys.argv[4]):
+        time.sleep(0.005)
     steps = _BOSteps(stage, context, {}, stage._warm_start(context, study, {}))
     while (step := steps.next(study)) is not Wait.DONE:
         if step is Wait.LATER:
@@ -238,9 +241,12 @@ def test_two_workers_share_one_warm_start(source, tmp_path):
     optuna.create_study(study_name="s/core", storage=open_storage(url))
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
-    start = str(time.time() + 6)
+    ready = tmp_path / "ready"
+    ready.mkdir()
     procs = [
-        subprocess.Popen([sys.executable, str(script), url, source, start], stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [sys.executable, str(script), url, source, str(ready), "2"], stderr=subprocess.PIPE
+        )
         for _ in range(2)
     ]
     for proc in procs:

@@ -116,6 +116,7 @@ def test_search_on_an_npz_file_through_the_cli(tmp_path):
         tmp_path,
         "dataset=npz",
         f"dataset.path={tmp_path}/digits.npz",
+        "search=quick",  # the three stages, one variant per grid sub-stage
         "search.bo.prior_states=2",
         "search.bo.steps=0",
         "trainer.epochs=2",
