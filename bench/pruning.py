@@ -18,7 +18,11 @@ the seeds), ``best_loss_diff`` (a pruner's mean best loss minus ``none``'s: abov
 the per-seed figures, and the machine. Target (issue #16): at least 40% fewer epochs with a
 mean best loss within 0.01.
 
+With ``--cost numparams`` the cost has no timing noise, so a seed's three searches train the
+same candidates until a pruner first acts, and the differences are the pruners' own.
+
     python bench/pruning.py [--seeds 10] [--jobs 2] [--search default] [--epochs 15]
+                            [--cost t_epoch|numparams]
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ def run_search(folder: Path, seed: int, pruner: str, args: argparse.Namespace) -
     run_dnc([
         f"hydra.run.dir={run}", f"seed={seed}",
         f"trainer.pruner={pruner}", f"trainer.epochs={args.epochs}", f"search={args.search}",
-        "tracking.uri=null", f"search.wc={WC}",
+        "tracking.uri=null", f"search.wc={WC}", f"cost={args.cost}",
     ])  # fmt: skip
     return run
 
@@ -76,6 +80,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--search", default="default")
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--cost", default="t_epoch", help="t_epoch (the default search's) or "
+                        "numparams (no timing noise: a seed's three searches start alike)")
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dnc-bench-pruning-") as tmp:
@@ -100,6 +106,7 @@ def main() -> None:
             "seeds": args.seeds,
             "search": args.search,
             "epochs": args.epochs,
+            "cost": args.cost,
             "wc": WC,
             "jobs": args.jobs,
         },  # fmt: skip
