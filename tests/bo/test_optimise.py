@@ -12,10 +12,10 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from bo_spaces import ChainCNNSpace, recorded_parts
+from bo_spaces import ChainCNNSpace
 from dnc_mlp.space import MLPSpace
 from optuna.trial import TrialState
-from test_sampler import _hold, cnn_loss, run, split_run
+from test_sampler import cnn_loss, run, split_run, split_step
 
 from dnc.bo import RampBOSampler
 from dnc.bo.draws import CandidateDraws, Point
@@ -23,7 +23,6 @@ from dnc.bo.encoding import probe_space
 from dnc.bo.optimise import climb, maximise, moves
 from dnc.bo.sampler import PHASE_ATTR
 from dnc.plugins import SearchSpace, candidate_key
-from dnc.search import LossParts
 from dnc.suggest import ParamRecord
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -168,26 +167,10 @@ def test_with_local_search_a_running_trial_is_pending_and_never_proposed() -> No
     base = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     split_run(base, space, 12)
 
-    def propose(held: Mapping[str, Any] | None) -> list[optuna.trial.FrozenTrial]:
-        study = optuna.create_study()
-        study.add_trials(base.trials)
-        if held is not None:
-            _hold(study, space, held, TrialState.RUNNING)
-        study.sampler = RampBOSampler(
-            space=space,
-            prior_states=4,
-            explore=300,
-            seed=5,
-            loss_parts=LossParts(wc=0.1, parts=recorded_parts),
-            local_search=3,
-        )
-        split_run(study, space, 1)
-        return study.trials[12:]
-
-    (alone,) = propose(None)
+    (alone,) = split_step(base, space, local_search=3)
     assert alone.system_attrs[PHASE_ATTR]["climbed"]
     assert alone.system_attrs[PHASE_ATTR]["pending"] == 0
-    running, shared = propose(alone.params)
+    running, shared = split_step(base, space, alone.params, TrialState.RUNNING, local_search=3)
     key = candidate_key(alone.user_attrs["candidate"])
     assert running.state == TrialState.RUNNING
     assert candidate_key(running.user_attrs["candidate"]) == key  # the other worker's trial

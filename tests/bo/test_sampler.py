@@ -453,24 +453,38 @@ def test_split_model_reproduces_the_recorded_losses() -> None:
     assert best == pytest.approx(-min(t.value for t in study.trials), abs=1e-9)
 
 
+def split_step(
+    base: optuna.Study,
+    space: SearchSpace,
+    held: Mapping[str, Any] | None = None,
+    state: TrialState = TrialState.RUNNING,
+    **options: Any,
+) -> list[optuna.trial.FrozenTrial]:
+    """One split-model BO step (``RampBOSampler(**options)``) on a copy of ``base``'s trials,
+    after a trial of ``held`` in ``state`` (another worker's); the trials added to the copy."""
+    study = optuna.create_study()
+    study.add_trials(base.trials)
+    if held is not None:
+        _hold(study, space, held, state)
+    study.sampler = RampBOSampler(
+        space=space,
+        prior_states=4,
+        explore=300,
+        seed=5,
+        loss_parts=LossParts(wc=0.1, parts=recorded_parts),
+        **options,
+    )
+    split_run(study, space, 1)
+    return study.trials[len(base.trials) :]
+
+
 def test_split_model_takes_running_trials_as_pending_points() -> None:
     space = ChainCNNSpace()
     base = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     split_run(base, space, 12)
 
     def propose(held: Mapping[str, Any], state: TrialState) -> optuna.trial.FrozenTrial:
-        study = optuna.create_study()
-        study.add_trials(base.trials)
-        _hold(study, space, held, state)
-        study.sampler = RampBOSampler(
-            space=space,
-            prior_states=4,
-            explore=300,
-            seed=5,
-            loss_parts=LossParts(wc=0.1, parts=recorded_parts),
-        )
-        split_run(study, space, 1)
-        return study.trials[-1]
+        return split_step(base, space, held, state)[-1]
 
     alone = propose(base.trials[0].params, TrialState.FAIL)
     assert alone.system_attrs[PHASE_ATTR] | {"log_ei": 0} == {
