@@ -318,7 +318,11 @@ def build(
         trainer=trainer,
         storage=storage,
         seed=int(cfg.seed),
-        observers=[console, SearchPictures(), *([tracker] if tracker else [])],
+        observers=[
+            console,
+            *([SearchPictures()] if tracking.pictures else []),
+            *([tracker] if tracker else []),
+        ],
         output_dir=output_dir,
         resume_hint=resume_hint,
         worker=worker,

@@ -22,8 +22,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     return report
 
 
-# Tiny budgets that still exercise every part of a search.
-TINY = ("search.bo.prior_states=3", "search.bo.steps=1", "trainer.epochs=2")
+# Tiny budgets that still exercise every part of a search but its pictures (about 3 s a search;
+# the end-to-end, MLflow and browser tests draw them).
+TINY = (
+    "search.bo.prior_states=3",
+    "search.bo.steps=1",
+    "trainer.epochs=2",
+    "tracking.pictures=false",
+)
 
 
 def run_dnc(
@@ -36,14 +42,14 @@ def run_dnc(
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m dnc FLAGS OVERRIDES`` in ``cwd``, with its run directory and MLflow store
-    there (argparse wants Hydra's flags before the overrides); ``env`` adds variables."""
+    there (argparse wants Hydra's flags before the overrides), and without the search's
+    pictures unless the overrides set ``tracking.pictures``; ``env`` adds variables."""
     args = [sys.executable, "-m", module, *flags]
-    if (
-        not any(o.startswith("hydra.run.dir=") for o in overrides)
-        and module == "dnc"
-        and "--help" not in flags
-    ):
-        args.append(f"hydra.run.dir={cwd}/run")
+    if module == "dnc" and "--help" not in flags:
+        if not any(o.startswith("hydra.run.dir=") for o in overrides):
+            args.append(f"hydra.run.dir={cwd}/run")
+        if not any(o.startswith("tracking.pictures=") for o in overrides):
+            args.append("tracking.pictures=false")
     args += overrides
     full = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0", **(env or {})}
     proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -134,19 +135,21 @@ def test_a_misspelt_key_in_a_yaml_file_names_the_file(dnc_cli, tmp_path: Path):
 
 
 FAILING = Path(__file__).parent / "failing_space.py"
+# the failing space's folder on the import path, before what the environment puts there
+_PATHS = (str(FAILING.parent), os.environ.get("PYTHONPATH"))
+FAILING_PATH = {"PYTHONPATH": os.pathsep.join(p for p in _PATHS if p)}
 
 
 def test_a_search_in_which_every_trial_fails_exits_with_the_most_common_reason(tmp_path):
     """Every trial of a space whose networks cannot be built fails: each prints one line,
     its traceback goes to the run's log, and the search stops with one error line."""
-    env = {"PYTHONPATH": str(FAILING.parent)}
     proc = run_dnc(
         tmp_path,
         *TINY,
         "search_space._target_=failing_space.FailingMLP",
         "cost.tbar_epoch=1",
         "tracking.uri=null",
-        env=env,
+        env=FAILING_PATH,
     )
     _assert_clear_error(
         proc,
@@ -165,7 +168,7 @@ def test_a_reference_network_that_cannot_be_built_is_one_line(tmp_path):
         *TINY,
         "search_space._target_=failing_space.FailingMLP",
         "tracking.uri=null",
-        env={"PYTHONPATH": str(FAILING.parent)},
+        env=FAILING_PATH,
     )
     _assert_clear_error(
         proc,

@@ -51,6 +51,7 @@ def test_a_signal_closes_the_running_trial_and_the_search_resumes(tmp_path):
         "trainer.epochs=30",
         "cost=numparams",
         "search.final_test=false",
+        "tracking.pictures=false",
         f"storage.url=sqlite:///{tmp_path}/optuna.db",
         f"tracking.uri=sqlite:///{tmp_path}/mlflow.db",
         f"hydra.run.dir={tmp_path}/run",

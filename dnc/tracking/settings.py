@@ -12,11 +12,15 @@ class TrackingSettings:
     """Where runs go (``tracking``): any MLflow tracking ``uri`` (``sqlite:///mlflow.db``,
     ``http://host:5000``, a folder; ``None`` switches tracking off) and the ``experiment``.
     The best network is logged to the search's run as an MLflow model (``model``), and also
-    registered in the model registry under ``register_model`` when that names a model."""
+    registered in the model registry under ``register_model`` when that names a model.
+    ``pictures`` (on by default) draws the search's pictures into the run folder as it ends
+    (``dnc.tracking.pictures``), logged to its run; off, ``python -m dnc.report`` still draws
+    the front, and ``dnc.tracking.pictures.draw_search`` all of them, from the storage later."""
 
     uri: str | None = "sqlite:///mlflow.db"
     experiment: str = "dnc"
     register_model: str | None = None
+    pictures: bool = True
 
     def __post_init__(self) -> None:
         if not self.experiment:

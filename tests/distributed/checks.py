@@ -16,7 +16,6 @@ from dnc.plugins import candidate_key
 from dnc.search import records
 from dnc.search.storage import load, open_storage, search_studies
 
-TINY = ("search.bo.prior_states=3", "search.bo.steps=1", "trainer.epochs=2")
 BO_BUDGET = 4  # prior_states + steps
 THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 

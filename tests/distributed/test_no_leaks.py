@@ -7,9 +7,11 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+from conftest import TINY
+
 from dnc.secrets import password
 
-from .checks import TINY, start_workers, wait_all
+from .checks import start_workers, wait_all
 
 
 def _texts(folder: Path, skip: str = "") -> dict[str, str]:

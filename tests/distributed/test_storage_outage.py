@@ -12,11 +12,12 @@ import sys
 import time
 
 import optuna
+from conftest import TINY
 from optuna.trial import TrialState
 
 from dnc.search import records
 
-from .checks import THREADS, TINY, check_search, start_workers, wait_all
+from .checks import THREADS, check_search, start_workers, wait_all
 
 SEARCH = "digits-mlp"
 GRACE_S = 5

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import TINY
 from optuna.trial import TrialState
 
 from dnc.search import records
@@ -22,7 +23,6 @@ from dnc.search.storage import load, open_storage
 
 from .checks import (
     THREADS,
-    TINY,
     check_mlflow,
     check_search,
     start_workers,

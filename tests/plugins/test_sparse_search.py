@@ -100,11 +100,18 @@ def test_morse_experiment_from_the_command_line(tmp_path: Path):
         "dataset.examples_per_class=20",
         f"dataset.cache_dir={tmp_path}/cache",
         "tracking.uri=null",  # MLflow is tested in tests/tracking; here, results.json
+        "tracking.pictures=true",  # drawn without MLflow, in the sparse space's parameters
         f"hydra.run.dir={tmp_path}/run",
         timeout=300,
         check=True,
     )
     assert "morse-sparse_mlp" in proc.stdout and "search loss" in proc.stdout
+    pictures = {p.name for p in (tmp_path / "run").glob("*.png")}
+    assert pictures == {
+        "front-morse-sparse_mlp.png",
+        "convergence-morse-sparse_mlp.png",
+        "bo-all-morse-sparse_mlp.png",
+    }, pictures
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["finished"] is True and results["cost"]["name"] == "hardware"
     best = results["best"][0]

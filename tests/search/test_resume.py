@@ -25,6 +25,7 @@ ARGS = (
     "search.bo.steps=1",
     "trainer.epochs=6",
     "search.sampler=tpe",
+    "tracking.pictures=false",
     "storage.heartbeat_interval=1",
     "storage.grace_period=3",
     "search.name=killme",
@@ -111,6 +112,7 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path):
     assert len(searches) == 1 and searches[0].info.status == "FINISHED"
     killed_run = client.get_run(killed[0].user_attrs["mlflow_run_id"])
     assert killed_run.info.status == "KILLED"
+    assert not list((tmp_path / "run").glob("*.png"))  # tracking.pictures=false: none drawn
 
 
 def test_a_run_with_other_settings_cannot_join_a_search(tmp_path: Path):

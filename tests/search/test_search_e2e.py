@@ -20,7 +20,7 @@ BUDGET = ("search.bo.prior_states=3", "search.bo.steps=2", "trainer.epochs=3")
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     cwd = tmp_path_factory.mktemp("e2e")
-    proc = run_dnc(cwd, *BUDGET, check=True)
+    proc = run_dnc(cwd, *BUDGET, "tracking.pictures=true", check=True)
     return cwd, proc
 
 
@@ -84,6 +84,10 @@ def test_mlflow_has_one_search_run_with_stages_and_nested_trials(finished):
     assert parent.info.status == "FINISHED" and parent.data.tags["dnc.kind"] == "search"
     assert parent.data.params["wc"] == "0.1"
     assert "results.json" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    drawn = sorted(p.name for p in (cwd / "run").glob("*.png"))  # tracking.pictures=true
+    assert drawn == [f"{k}-digits-mlp.png" for k in ("bo-core", "bo-train", "convergence", "front")]
+    logged = [a.path for a in client.list_artifacts(parent.info.run_id, "pictures")]
+    assert logged == [f"pictures/{name}" for name in drawn]
     stages = {r.info.run_id: r for r in runs if r.data.tags.get("dnc.kind") == "stage"}
     assert sorted(r.data.tags["stage"] for r in stages.values()) == ["arch", "core", "train"]
     assert all(r.data.tags["mlflow.parentRunId"] == parent.info.run_id for r in stages.values())
