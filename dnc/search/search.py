@@ -268,7 +268,8 @@ class Search:
     def _warm_source(self) -> warm_start.WarmSource | None:
         """The search the first BO stage starts from (``search.warm_start``), checked; ``None``
         when there is none, or when the stage already recorded its warm start (a resumed
-        search, another worker: the recorded plan is used, and the source need not be there)."""
+        search, another worker: the recorded plan is used, and the source need not be there;
+        one naming another source is refused)."""
         spec = self.settings.first_bo_stage()
         if not self.settings.warm_start.enabled or spec is None:
             return None
@@ -278,6 +279,13 @@ class Search:
             study = None
         done = warm_start.recorded(study) if study is not None else None
         if done is not None:
+            warm_start.check_resumed(
+                self.settings.warm_start,
+                done[0],
+                search=self.settings.name,
+                stage=spec.name,
+                storage_url=self.storage_settings.url,
+            )
             self._warm_label = done[0]
             return None
         if study is not None and study.get_trials(deepcopy=False):

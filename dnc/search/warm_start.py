@@ -110,7 +110,46 @@ def open_source(
             f"{KEY}: none of the {len(trials)} completed candidates of search {name!r} fits "
             f"search space {space.name!r} as configured here (the best: {reasons[0]})"
         )
-    return WarmSource(f"{name} in {mask_url(url)}", trials)
+    return WarmSource(f"{name} in {_location(url)}", trials)
+
+
+def check_resumed(
+    settings: WarmStartSettings, recorded: str, *, search: str, stage: str, storage_url: str
+) -> None:
+    """A resumed stage, or another worker, that names a warm start must name the one its
+    stage recorded (``recorded``, the source's label), whose plan it runs: ``UserError``
+    otherwise. Nothing is opened: the source need not be there any more."""
+    url = _given_url(settings, storage_url)
+    places = {_location(url), mask_url(url)}  # also as labels were before paths were absolute
+    names = [settings.search] if settings.search is not None else None
+    if any(
+        recorded == f"{n} in {p}" if names else recorded.endswith(f" in {p}")
+        for p in places
+        for n in names or [""]
+    ):
+        return
+    given = f"{settings.search or '(the only other search)'} in {_location(url)}"
+    raise UserError(
+        f"{KEY}: stage {stage} of search {search!r} in this storage was warm-started from "
+        f"{recorded}, this run names {given}: run it with the same warm start (or none), "
+        "or give this one another search.name"
+    )
+
+
+def _given_url(settings: WarmStartSettings, storage_url: str) -> str:
+    """The URL of the storage ``settings`` names (``storage_url``, this search's, by default)."""
+    if settings.run_dir is not None:
+        return f"sqlite:///{Path(settings.run_dir) / 'optuna.db'}"
+    return settings.storage if settings.storage is not None else storage_url
+
+
+def _location(url: str) -> str:
+    """Where a source is, as its label says: ``url`` masked, an SQLite file's path absolute
+    (so that a resumed run in another folder names the same file alike)."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and url != f"{prefix}:memory:":
+        return prefix + str(Path(url[len(prefix) :]).resolve())
+    return mask_url(url)
 
 
 def _source_storage(
@@ -125,13 +164,15 @@ def _source_storage(
             raise UserError(
                 f"{KEY}.run_dir={str(folder)!r} holds no optuna.db: give a search's run folder"
             )
-        url = f"sqlite:///{folder / 'optuna.db'}"
     elif settings.storage is not None:
-        url = settings.storage
-        if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-            raise UserError(f"{KEY}.storage={mask_url(url)!r}: no such SQLite file")
+        if settings.storage.startswith("sqlite:///"):
+            if not Path(settings.storage[len("sqlite:///") :]).is_file():
+                raise UserError(
+                    f"{KEY}.storage={mask_url(settings.storage)!r}: no such SQLite file"
+                )
     else:
         return storage, storage_url
+    url = _given_url(settings, storage_url)
     if url == storage_url:
         return storage, storage_url
     try:

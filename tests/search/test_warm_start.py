@@ -7,6 +7,7 @@ target."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -190,6 +191,24 @@ def test_a_resumed_stage_queues_each_candidate_once(source, tmp_path):
     assert len(origins) == 4 and origins[None] == 1 and set(origins.values()) == {1}
     assert [t.state for t in kept] == [TrialState.COMPLETE] * 4
     assert trials[1].user_attrs[records.WARM_START_FROM] in origins  # run again
+
+    # run again naming the same source otherwise (a relative path): the search is done
+    relative = WarmStartSettings(storage=f"sqlite:///{os.path.relpath(db)}", search="src")
+    _search(
+        url, "again", sampler="random", bo=BOSettings(prior_states=3, steps=1), warm_start=relative
+    ).run()
+    # naming another source: refused in one line, before anything trains
+    other = WarmStartSettings(search="src", run_dir=str(tmp_path))
+    with pytest.raises(UserError) as refused:
+        _search(
+            url, "again", sampler="random", bo=BOSettings(prior_states=3, steps=4), warm_start=other
+        ).run()
+    assert str(refused.value) == (
+        f"search.warm_start: stage core of search 'again' in this storage was warm-started from "
+        f"src in sqlite:///{db}, this run names src in sqlite:///{tmp_path}/optuna.db: run it "
+        "with the same warm start (or none), or give this one another search.name"
+    )
+    assert len(study.get_trials()) == len(trials)
 
 
 WORKER = textwrap.dedent(
