@@ -34,24 +34,15 @@ import concurrent.futures
 import json
 import math
 import multiprocessing
-import os
-import platform
 import statistics
 import tempfile
 import time
 from typing import Any
 
+from common import machine  # bench/common.py (this folder is on sys.path)
+
 WC = 0.1
 STAGE = "core"
-
-
-def machine() -> str:
-    import torch
-
-    return (
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-        f"torch {torch.__version__}, CPU only, one thread per search"
-    )
 
 
 def _search(name: str, preset: str, seed: int, url: str, args: dict[str, Any], **extra: Any):

@@ -62,7 +62,9 @@ class CostEvaluator(abc.ABC):
     def measure(
         self, model: torch.nn.Module, candidate: Mapping[str, Any], data: DataSpec
     ) -> dict[str, float]:
-        """Extra raw figures for this cost (``t_epoch`` and ``numparams`` are always recorded)."""
+        """Extra raw figures for this cost (``t_epoch`` and ``numparams`` are always recorded),
+        of the network as built: a trial measures it once, before training (its pruner needs
+        them after every epoch), and calibration measures the untrained reference network."""
         return {}
 
     @abc.abstractmethod

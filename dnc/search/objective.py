@@ -102,9 +102,9 @@ def evaluate(
     from dnc.train.trainer import build_seeded, train
 
     model = build_seeded(space, candidate, data.spec, seed)
+    measured = cost.measure(model, candidate, data.spec)  # the cost's own, of the built network
     stop = None
     if should_stop is not None:
-        measured = cost.measure(model, candidate, data.spec)  # the cost's own: not trained
 
         def stop(so_far: TrainResult) -> bool:
             return should_stop({**_figures(so_far, model), **measured})
@@ -121,8 +121,7 @@ def evaluate(
         keep_best=keep_best,
         should_stop=stop,
     )
-    figures = _figures(result, model)
-    figures.update(cost.measure(model, candidate, data.spec))
+    figures = {**_figures(result, model), **measured}
     return Evaluation(figures=figures, loss=score(figures, wc, cost), result=result)
 
 

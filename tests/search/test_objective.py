@@ -36,22 +36,30 @@ def test_the_loss_parts_of_a_search_trial():
         LossParts(wc=-1, parts=lambda t: None)
 
 
-def test_a_trials_seed_alone_fixes_its_initial_weights_and_curves():
-    """The same candidate and seed train to the same curves whatever the process drew before
-    (a sampler's GP, an earlier trial); another seed trains differently."""
+def _tiny_problem(cost):
+    """A 16-unit MLP candidate and ``evaluate``'s settings: 64 random rows of 8 in 3 classes."""
     import torch
     from dnc_mlp.space import MLPSpace
 
     from dnc.plugins import TensorData
-    from dnc.search.objective import evaluate
-    from dnc.train.settings import TrainerSettings
 
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randn(96, 8, generator=gen), torch.randint(0, 3, (96,), generator=gen)
     data = TensorData(x[:64], y[:64], x[64:], y[64:], x[64:], y[64:], num_classes=3)
     space = MLPSpace()
     candidate = {**space.reference_candidate(), "hidden_0": 16}
-    settings = dict(space=space, data=data, cost=NumParams(numparams_bar=100), wc=0.1)
+    return candidate, dict(space=space, data=data, cost=cost, wc=0.1)
+
+
+def test_a_trials_seed_alone_fixes_its_initial_weights_and_curves():
+    """The same candidate and seed train to the same curves whatever the process drew before
+    (a sampler's GP, an earlier trial); another seed trains differently."""
+    import torch
+
+    from dnc.search.objective import evaluate
+    from dnc.train.settings import TrainerSettings
+
+    candidate, settings = _tiny_problem(NumParams(numparams_bar=100))
     trainer = TrainerSettings(epochs=3, device="cpu")
 
     def curves(seed: int) -> tuple[list[float], list[float]]:
@@ -62,3 +70,32 @@ def test_a_trials_seed_alone_fixes_its_initial_weights_and_curves():
     torch.rand(1000)  # what a GP or another trial would draw in between
     assert curves(7) == first
     assert curves(8)[0] != first[0]
+
+
+def test_a_trial_measures_its_cost_once_and_its_pruner_sees_it_every_epoch():
+    """``cost.measure`` of the built network, once per trial: the pruner's figures after each
+    epoch and the trial's recorded figures carry it."""
+    from dnc.search.objective import evaluate
+    from dnc.train.settings import TrainerSettings
+
+    class Counted(NumParams):
+        calls = 0
+
+        def measure(self, model, candidate, data):
+            Counted.calls += 1
+            return {"hidden_width": float(candidate["hidden_0"])}
+
+    candidate, settings = _tiny_problem(Counted(numparams_bar=100))
+    seen = []
+
+    def should_stop(figures):
+        seen.append(figures)
+        return len(seen) == 2  # stopped after its second epoch
+
+    done = evaluate(
+        candidate, **settings, trainer=TrainerSettings(epochs=4), seed=1, should_stop=should_stop
+    )
+    assert Counted.calls == 1
+    assert [f["hidden_width"] for f in seen] == [16.0, 16.0]
+    assert done.result.stopped and done.figures["hidden_width"] == 16.0
+    assert done.figures["epochs_run"] == 2
