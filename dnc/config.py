@@ -300,6 +300,7 @@ def build(
             connect=False,
             describe=space.describe,
             register_model=tracking.register_model,
+            log_model=tracking.log_model,
         )
         if tracking.uri
         else None

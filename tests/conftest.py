@@ -22,13 +22,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
     return report
 
 
-# Tiny budgets that still exercise every part of a search but its pictures (about 3 s a search;
-# the end-to-end, MLflow and browser tests draw them).
+# Tiny budgets that still exercise every part of a search but its pictures and MLflow model (a
+# few seconds a search; the end-to-end, MLflow and browser tests check both).
 TINY = (
     "search.bo.prior_states=3",
     "search.bo.steps=1",
     "trainer.epochs=2",
     "tracking.pictures=false",
+    "tracking.log_model=false",
 )
 
 

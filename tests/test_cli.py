@@ -80,6 +80,10 @@ def _assert_clear_error(proc, *needles: str) -> None:
         (("trainer.epochz=3",), ("trainer.epochz: unknown key; valid keys: epochs, patience",)),
         (("tracking.url=x",), ("tracking.url: unknown key; valid keys: uri, experiment",)),
         (
+            ("tracking.register_model=best", "tracking.log_model=false"),
+            ("tracking.register_model needs the model logged", "tracking.log_model=false"),
+        ),
+        (
             ("search.stages=[{name:core,kindd:grid}]",),
             ("search.stages[i].kindd: unknown key; valid keys: name, kind, groups",),
         ),

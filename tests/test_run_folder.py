@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, run_dnc
 from distributed.checks import check_mlflow, check_search
+from mlflow.tracking import MlflowClient
 
 from dnc.search import results
 from dnc.search.results import write_atomically
@@ -114,6 +115,12 @@ def test_two_runs_started_at_once_on_one_run_folder_share_its_search(tmp_path: P
         assert f"candidates of {SEARCH}" in out, out[-2000:]  # its summary table
     by_stage = check_search(f"sqlite:///{folder}/optuna.db", SEARCH)
     check_mlflow(mlflow, "dnc", SEARCH, by_stage)
+    client = MlflowClient(tracking_uri=mlflow)
+    experiment = client.get_experiment_by_name("dnc").experiment_id
+    (run,) = client.search_runs([experiment], "tags.`dnc.kind` = 'search'")
+    # TINY: tracking.log_model=false and tracking.pictures=false, so the results alone
+    assert [a.path for a in client.list_artifacts(run.info.run_id)] == ["results.json"]
+    assert not client.search_logged_models([experiment])
     content = json.loads((folder / "results.json").read_text())
     assert content["finished"] is True and content["best"], content
     _no_partial_results(folder)

@@ -66,7 +66,9 @@ def _first_line(err: BaseException) -> str:
 
 
 class MlflowTracker(MlflowRuns, SearchObserver):
-    """Writes a search, its stages and its trials to an MLflow tracking store as it runs.
+    """Writes a search, its stages and its trials to an MLflow tracking store as it runs, and
+    the best network to the search's run as an MLflow model (unless ``log_model`` is false),
+    registered as ``register_model`` when that names a model.
 
     Example:
         >>> Search(settings, ..., observers=[MlflowTracker("sqlite:///mlflow.db")]).run()
@@ -80,9 +82,11 @@ class MlflowTracker(MlflowRuns, SearchObserver):
         connect: bool = True,
         describe: Callable[[Mapping[str, Any]], str] | None = None,
         register_model: str | None = None,
+        log_model: bool = True,
     ) -> None:
         super().__init__(uri, experiment, connect=connect, describe=describe)
         self.register_model = register_model
+        self.log_model = log_model
         self._storage_url = ""  # the search's, password masked, for the hint to dnc.sync
         self._down_since: float | None = None  # monotonic time the store went down
         self._probes = 0
@@ -219,7 +223,7 @@ class MlflowTracker(MlflowRuns, SearchObserver):
             self.client.log_artifact(self.search_run, str(event.results))
         for path in event.artifacts:  # pictures other observers drew
             self.client.log_artifact(self.search_run, str(path), artifact_path="pictures")
-        if event.best_model is not None and event.finished:
+        if event.best_model is not None and event.finished and self.log_model:
             try:
                 self._log_model(event.best_model)
             except Exception as err:  # e.g. a model that does not pickle: not an outage

@@ -84,6 +84,8 @@ def test_mlflow_has_one_search_run_with_stages_and_nested_trials(finished):
     assert parent.info.status == "FINISHED" and parent.data.tags["dnc.kind"] == "search"
     assert parent.data.params["wc"] == "0.1"
     assert "results.json" in [a.path for a in client.list_artifacts(parent.info.run_id)]
+    models = client.search_logged_models([exp.experiment_id])  # tracking.log_model: default
+    assert [(m.name, m.source_run_id) for m in models] == [("model", parent.info.run_id)]
     drawn = sorted(p.name for p in (cwd / "run").glob("*.png"))  # tracking.pictures=true
     assert drawn == [f"{k}-digits-mlp.png" for k in ("bo-core", "bo-train", "convergence", "front")]
     logged = [a.path for a in client.list_artifacts(parent.info.run_id, "pictures")]
