@@ -24,7 +24,11 @@ Last line: one JSON object with ``trials_to_cold_best`` (the means over seeds), 
 misses, the mean best loss after 1, 2, 5, budget/2 and budget trials, per-seed figures, the
 settings and the machine. Target (issue #16): warm needs at most half the trials of cold.
 
-    python bench/warm_start.py [--seeds 10] [--jobs 2] [--quick]
+``--classes`` takes fewer Morse classes (both presets); ``--warm-prior-states`` gives the warm
+search fewer prior states (its warm candidates, then Sobol) and as many more BO steps.
+
+    python bench/warm_start.py [--seeds 10] [--jobs 2] [--quick] [--classes 64]
+                               [--warm-prior-states N]
 """
 
 from __future__ import annotations
@@ -45,7 +49,9 @@ WC = 0.1
 STAGE = "core"
 
 
-def _search(name: str, preset: str, seed: int, url: str, args: dict[str, Any], **extra: Any):
+def _search(
+    name: str, preset: str, seed: int, url: str, args: dict[str, Any], prior: int = 0, **extra: Any
+):
     from dnc_mlp.space import MLPSpace
 
     from dnc.search import BOSettings, Search, SearchSettings, StageSpec
@@ -57,13 +63,16 @@ def _search(name: str, preset: str, seed: int, url: str, args: dict[str, Any], *
         name=name,
         wc=WC,
         stages=(StageSpec(STAGE, groups=("core", "train")),),
-        bo=BOSettings(prior_states=args["prior_states"], steps=args["steps"]),
+        bo=BOSettings(
+            prior_states=prior or args["prior_states"],
+            steps=args["prior_states"] + args["steps"] - (prior or args["prior_states"]),
+        ),
         **extra,
     )
     return Search(
         settings,
         space=MLPSpace(),
-        dataset=Morse(preset=preset),
+        dataset=Morse(preset=preset, classes=args["classes"]),
         cost=NumParams(),
         trainer=TrainerSettings(epochs=args["epochs"]),
         storage=url,
@@ -85,7 +94,7 @@ def run_seed(seed: int, folder: str, args: dict[str, Any]) -> dict[str, Any]:
     _search("src", "baseline", seed, url, args).run()
     _search("cold", "difficult", seed, url, args).run()
     warm = WarmStartSettings(search="src", candidates=args["candidates"])
-    _search("warm", "difficult", seed, url, args, warm_start=warm).run()
+    _search("warm", "difficult", seed, url, args, args["warm_prior"], warm_start=warm).run()
     return {"seed": seed, **figures(url), "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -142,6 +151,13 @@ def main() -> None:
     parser.add_argument("--prior-states", type=int, default=10)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--candidates", type=int, default=5)
+    parser.add_argument("--classes", type=int, default=64, help="Morse classes (at most 64)")
+    parser.add_argument(
+        "--warm-prior-states",
+        type=int,
+        default=0,
+        help="the warm search's prior states (default: --prior-states), the same budget",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="2 seeds, 3 epochs, 5 + 5 trials: a smoke run"
     )
@@ -154,11 +170,13 @@ def main() -> None:
         "prior_states": ns.prior_states,
         "steps": ns.steps,
         "candidates": ns.candidates,
+        "classes": ns.classes,
+        "warm_prior": ns.warm_prior_states,
     }
     from dnc.train.morse import Morse
 
     for preset in ("baseline", "difficult"):  # generated once, before the workers read the cache
-        Morse(preset=preset).load(0)
+        Morse(preset=preset, classes=ns.classes).load(0)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dnc-bench-warm-") as tmp:
         context = multiprocessing.get_context("spawn")
