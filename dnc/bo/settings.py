@@ -34,8 +34,9 @@ class BOSettings:
     noise: float = 1e-4
     """Ramp BO: noise variance on the standardised outcome when the kernel is not fitted (the
     original's 1e-4; raise it when t_epoch measurements are noisy)."""
-    omega: float = 3.0
-    """Ramp BO: the kernels' ``omega`` (the paper's 3; the start of the fit with ``fit_kernel``)."""
+    omega: float = 1.5
+    """Ramp BO: the kernels' ``omega`` (the start of the fit with ``fit_kernel``). 1.5 measured
+    best on ``bench/search_quality.py`` (bench/README.md); the paper's is ``omega=3``."""
     at_bounds: float = 0.1
     """Ramp BO: probability that an explored candidate takes a numeric parameter at one of its
     bounds (0: uniform draws, as the paper)."""
