@@ -279,13 +279,8 @@ class Search:
             study = None
         done = warm_start.recorded(study) if study is not None else None
         if done is not None:
-            warm_start.check_resumed(
-                self.settings.warm_start,
-                done[0],
-                search=self.settings.name,
-                stage=spec.name,
-                storage_url=self.storage_settings.url,
-            )
+            ws, url = self.settings.warm_start, self.storage_settings.url
+            warm_start.check_resumed(ws, done[0], self.settings.name, spec.name, url)
             self._warm_label = done[0]
             return None
         if study is not None and study.get_trials(deepcopy=False):

@@ -114,11 +114,11 @@ def open_source(
 
 
 def check_resumed(
-    settings: WarmStartSettings, recorded: str, *, search: str, stage: str, storage_url: str
+    settings: WarmStartSettings, recorded: str, search: str, stage: str, storage_url: str
 ) -> None:
-    """A resumed stage, or another worker, that names a warm start must name the one its
-    stage recorded (``recorded``, the source's label), whose plan it runs: ``UserError``
-    otherwise. Nothing is opened: the source need not be there any more."""
+    """A resumed ``stage`` of ``search`` (at ``storage_url``), or another worker, that names a
+    warm start must name the one the stage recorded (``recorded``, the source's label), whose
+    plan it runs: ``UserError`` otherwise. Nothing is opened: the source need not be there."""
     url = _given_url(settings, storage_url)
     places = {_location(url), mask_url(url)}  # also as labels were before paths were absolute
     names = [settings.search] if settings.search is not None else None
