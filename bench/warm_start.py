@@ -59,14 +59,12 @@ def _search(
     from dnc.train.morse import Morse
     from dnc.train.settings import TrainerSettings
 
+    prior = prior or args["prior_states"]  # the same budget whatever the prior states
     settings = SearchSettings(
         name=name,
         wc=WC,
         stages=(StageSpec(STAGE, groups=("core", "train")),),
-        bo=BOSettings(
-            prior_states=prior or args["prior_states"],
-            steps=args["prior_states"] + args["steps"] - (prior or args["prior_states"]),
-        ),
+        bo=BOSettings(prior_states=prior, steps=args["prior_states"] + args["steps"] - prior),
         **extra,
     )
     return Search(

@@ -120,14 +120,10 @@ def check_resumed(
     warm start must name the one the stage recorded (``recorded``, the source's label), whose
     plan it runs: ``UserError`` otherwise. Nothing is opened: the source need not be there."""
     url = _given_url(settings, storage_url)
-    places = {_location(url), mask_url(url)}  # also as labels were before paths were absolute
-    names = [settings.search] if settings.search is not None else None
-    if any(
-        recorded == f"{n} in {p}" if names else recorded.endswith(f" in {p}")
-        for p in places
-        for n in names or [""]
-    ):
-        return
+    # the place as labels say it now, and as they said it before SQLite paths were absolute
+    for place in (f" in {_location(url)}", f" in {mask_url(url)}"):
+        if recorded.endswith(place) and settings.search in (None, recorded[: -len(place)]):
+            return
     given = f"{settings.search or '(the only other search)'} in {_location(url)}"
     raise UserError(
         f"{KEY}: stage {stage} of search {search!r} in this storage was warm-started from "
@@ -165,11 +161,9 @@ def _source_storage(
                 f"{KEY}.run_dir={str(folder)!r} holds no optuna.db: give a search's run folder"
             )
     elif settings.storage is not None:
-        if settings.storage.startswith("sqlite:///"):
-            if not Path(settings.storage[len("sqlite:///") :]).is_file():
-                raise UserError(
-                    f"{KEY}.storage={mask_url(settings.storage)!r}: no such SQLite file"
-                )
+        file = settings.storage.removeprefix("sqlite:///")
+        if file != settings.storage and not Path(file).is_file():
+            raise UserError(f"{KEY}.storage={mask_url(settings.storage)!r}: no such SQLite file")
     else:
         return storage, storage_url
     url = _given_url(settings, storage_url)
