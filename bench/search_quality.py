@@ -83,6 +83,7 @@ from common import machine  # bench/common.py (this folder is on sys.path)
 from dnc.bo.settings import BOSettings
 from dnc.plugins import CostEvaluator, SearchSpace, TensorData, UserError, calibrate_cost
 from dnc.search import Search, SearchSettings, StageSpec
+from dnc.search.records import Ranked
 from dnc.train.settings import TrainerSettings
 
 
@@ -272,7 +273,7 @@ a trial trains with ``s * 100_003 + number`` (``dnc.search.trial``), so no trial
 searches used it, and every sampler's pick for seed ``s`` trains with the same seeds."""
 
 
-def pick_loss(setup: Setup, pick: Any, seed: int, retrain: int) -> float:
+def pick_loss(setup: Setup, pick: Ranked, seed: int, retrain: int) -> float:
     """The mean search loss of the search's ``pick`` (its best ``Ranked`` row) trained
     ``retrain`` times with seeds no trial used: what the pick is worth to a user who trains it
     again (a retraining that diverges counts as zero accuracy). The best search loss alone
