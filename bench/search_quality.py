@@ -27,11 +27,11 @@ by all its searches; seed ``s`` is every sampler's search seed (so trial ``i`` t
 same seed whichever sampler proposed it); runs go seed by seed, each seed through every
 sampler, so that background load hits the samplers alike. Torch uses one thread per search.
 
-Rough times on a 2-core x86_64 CPU, one search at a time: a trial takes 0.1-0.5 s on
-mlp-digits-*, 0.6-2 s on sparse-morse-hw and 0.2-0.9 s on cnn-digits; a search 7-15 s on
-mlp-digits-* (GPSampler's and the ramp BO's proposals are part of it), about 50 s on
-sparse-morse-hw and 13-20 s on cnn-digits. The full suite (4 problems, 6 samplers, 20 seeds)
-takes about 3 hours: use ``--jobs`` where there are cores to spare.
+Rough times on a 2-core x86_64 CPU, one search at a time: 7-15 s on mlp-digits-* (GPSampler's
+and the ramp BO's proposals are part of it), about 50 s on sparse-morse-hw and 13-20 s on
+cnn-digits, plus the ``--retrain`` trainings of its pick (0.1-2 s each). The full suite (4
+problems, 6 samplers, 20 seeds) takes about 3 hours: use ``--jobs`` where there are cores to
+spare.
 
     python bench/search_quality.py [--seeds 20] [--jobs 1] [--problems cnn-digits ...]
         [--samplers ramp gp ...] [--variant ramp_o2:omega=2.0 ...] [--trials N] [--retrain 3]
@@ -45,15 +45,10 @@ Last line: one JSON object ``{"problems": {name: {"mean", "median", "per_seed",
 "win_rate_vs", "mean_diff_ci95_vs", ["variant_vs_gp"]}}, "targets", ["picks",
 "targets_picks"], "seeds", "settings", "retrain", "seconds", "machine"}``.
 
-What the pick is worth (``--retrain K``, 3 by default; 0 turns it off): the best search loss is
-the best of noisy trainings, and it rewards luck. On ``cnn-digits`` a training's loss moves by
-about 0.1 with its seed alone (the validation set has 288 examples), and Optuna's GPSampler
-proposes the largest network again and again: the stage refuses a repeat ``MAX_REPEATS`` times
-and then trains it, so that network often gets 5-8 trainings and the search keeps the
-luckiest. So each search's pick (its best candidate) is also trained ``K`` more times, with
-seeds no trial of any search used (the same ones for every sampler of a seed), and its mean
-search loss is reported under ``picks`` with the same statistics and targets
-(``targets_picks``).
+What the pick is worth (``--retrain K``, 3 by default; 0: off): the best search loss is the
+best of noisy trainings and rewards luck (``pick_loss`` says how), so each search's pick is also
+trained ``K`` more times with seeds no trial used, and its mean search loss is reported under
+``picks``, with the same statistics and targets (``targets_picks``).
 
 Targets (issue #13): on each problem ramp has the lowest mean (of the six samplers) and a win
 rate of at least 0.55 against ``gp``; on at least 2 problems the interval against ``gp`` lies
@@ -75,10 +70,10 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 import torch
 from common import machine  # bench/common.py (this folder is on sys.path)
+from quality_report import RESAMPLES, summarise, table, targets
 
 from dnc.bo.settings import BOSettings
 from dnc.plugins import CostEvaluator, SearchSpace, TensorData, UserError, calibrate_cost
@@ -137,7 +132,6 @@ QUICK: dict[str, Any] = {
     "samplers": ["ramp", "ramp_paper", "gp", "tpe_group", "random"],
     "trials": 12,
 }
-RESAMPLES = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,70 +296,6 @@ def pick_loss(setup: Setup, pick: Ranked, seed: int, retrain: int) -> float:
     return statistics.fmean(losses)
 
 
-def paired(ours: list[float], other: list[float]) -> tuple[float, list[float]]:
-    """Paired win rate of ``ours`` (lower wins, ties count half) and the bootstrap 95% interval
-    of the mean of ``ours - other`` (seeds resampled with a fixed numpy seed)."""
-    a, b = np.asarray(ours), np.asarray(other)
-    wins = float(np.mean((a < b) + 0.5 * (a == b)))
-    diff = a - b
-    rows = np.random.default_rng(0).integers(0, len(diff), size=(RESAMPLES, len(diff)))
-    lo, hi = np.percentile(diff[rows].mean(axis=1), [2.5, 97.5])
-    return round(wins, 4), [round(float(lo), 4), round(float(hi), 4)]
-
-
-def summarise(losses: dict[str, list[float]], variants: list[str]) -> dict[str, Any]:
-    """One problem's JSON entry from each sampler's per-seed best losses."""
-    out: dict[str, Any] = {
-        "mean": {s: round(statistics.fmean(v), 4) for s, v in losses.items()},
-        "median": {s: round(statistics.median(v), 4) for s, v in losses.items()},
-        "per_seed": {s: [round(x, 4) for x in v] for s, v in losses.items()},
-        "win_rate_vs": {},
-        "mean_diff_ci95_vs": {},
-    }
-    if "ramp" in losses:
-        for other in (s for s in losses if s != "ramp"):
-            wins, ci = paired(losses["ramp"], losses[other])
-            out["win_rate_vs"][other], out["mean_diff_ci95_vs"][other] = wins, ci
-    if variants and "gp" in losses:
-        out["variant_vs_gp"] = {}
-        for v in variants:
-            wins, ci = paired(losses[v], losses["gp"])
-            out["variant_vs_gp"][v] = {"win_rate": wins, "mean_diff_ci95": ci}
-    return out
-
-
-def targets(problems: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets, as far as the samplers run allow (``None``: ramp or gp not run)."""
-    per: dict[str, Any] = {}
-    for name, p in problems.items():
-        named = {s: m for s, m in p["mean"].items() if s in SAMPLERS}
-        ci = p["mean_diff_ci95_vs"].get("gp")
-        win = p["win_rate_vs"].get("gp")
-        per[name] = {
-            "ramp_mean_lowest": min(named, key=named.__getitem__) == "ramp"
-            if "ramp" in named
-            else None,
-            "win_rate_vs_gp_at_least_0.55": win >= 0.55 if win is not None else None,
-            "ci_vs_gp_below_zero": ci[1] < 0 if ci is not None else None,
-        }
-    below = sum(bool(t["ci_vs_gp_below_zero"]) for t in per.values())
-    return {"per_problem": per, "problems_ci_vs_gp_below_zero": below, "ci_target_met": below >= 2}
-
-
-def table(name: str, entry: dict[str, Any], measure: str, seeds: int) -> None:
-    print(f"\n{name}: {measure}, {seeds} seeds (lower is better)")
-    print(f"  {'sampler':<14}{'mean':>9}{'median':>9}   ramp wins  ramp - other [95% CI]")
-    for s, mean in sorted(entry["mean"].items(), key=lambda kv: kv[1]):
-        row = f"  {s:<14}{mean:>9.4f}{entry['median'][s]:>9.4f}"
-        if s in entry["win_rate_vs"]:
-            lo, hi = entry["mean_diff_ci95_vs"][s]
-            row += f"   {entry['win_rate_vs'][s]:>9.2f}  [{lo:+.4f}, {hi:+.4f}]"
-        print(row)
-    for v, vs in entry.get("variant_vs_gp", {}).items():
-        lo, hi = vs["mean_diff_ci95"]
-        print(f"  {v} vs gp: wins {vs['win_rate']:.2f}, {v} - gp [{lo:+.4f}, {hi:+.4f}]")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=20)
@@ -448,12 +378,12 @@ def main() -> None:
     entries = {p: summarise(rows, variants) for p, rows in losses.items()}
     for p, entry in entries.items():
         table(p, entry, f"best search loss after {problems[p].trials} trials", args.seeds)
-    result: dict[str, Any] = {"problems": entries, "targets": targets(entries)}
+    result: dict[str, Any] = {"problems": entries, "targets": targets(entries, SAMPLERS)}
     if args.retrain:
         entries_pick = {p: summarise(rows, variants) for p, rows in picks.items()}
         for p, entry in entries_pick.items():
             table(p, entry, f"pick's mean loss over {args.retrain} new trainings", args.seeds)
-        result.update(picks=entries_pick, targets_picks=targets(entries_pick))
+        result.update(picks=entries_pick, targets_picks=targets(entries_pick, SAMPLERS))
     result |= {
         "seeds": args.seeds,
         "settings": {
