@@ -15,16 +15,18 @@ Problems: ``mlp-digits`` (the MLP space on digits, ``cost=numparams``: determini
 front does not move with timings) and ``sparse-morse-hw`` (``+experiment=morse``: sparse MLPs on
 generated Morse code, ``cost=hardware``, clocks per sample).
 
-Hypervolume: of each search's completed trials, in the plane of ``log10 fp`` and ``log10 fc``
-(an error of 2% against 4% counts as 20% against 40%, as the front's picture shows cost), each
-scaled to [0, 1] by the least and greatest value seen in any search of that problem; reference
-point (1, 1); larger is better.
+Hypervolume: of each search's completed trials that the costed target can run (the hardware
+cost's infeasible mappings cost a penalty of 100 but are on no front), in the plane of
+``log10 fp`` and ``log10 fc`` (an error of 2% against 4% counts as 20% against 40%, as the
+front's picture shows cost), each scaled to [0, 1] by the least and greatest value seen in any
+search of that problem; reference point (1, 1); larger is better.
 
 Last line: one JSON object: ``{"hypervolume": {problem: {sampler: {"mean", "median"}}},
 "per_seed": ..., "settings": ..., "machine": ...}``. Target (issue #16): ``dnc-pareto`` has
 the highest mean on both problems.
 
     python bench/pareto.py [--seeds 10] [--jobs 2] [--trials 30] [--problems mlp-digits ...]
+        [--samplers dnc-pareto gp ...]
     python bench/pareto.py --quick     # 2 seeds, 12 trials, digits only: a try-out
 """
 
@@ -71,7 +73,8 @@ def run_search(folder: Path, problem: str, sampler: str, seed: int, trials: int)
 
 
 def parts_of(run: Path) -> list[tuple[float, float]]:
-    """``(fp, fc)`` of every completed trial of the search in ``run``."""
+    """``(fp, fc)`` of every completed trial of the search in ``run`` that the costed target
+    can run (``cost.feasible``: the hardware cost's infeasible mappings are not on a front)."""
     storage = open_storage(f"sqlite:///{run}/optuna.db")
     (name,) = search_studies(storage, "bench")
     study = load(storage, name)
@@ -79,7 +82,7 @@ def parts_of(run: Path) -> list[tuple[float, float]]:
     out = []
     for t in study.get_trials(deepcopy=False):
         figures = records.figures(t)
-        if t.state.name == "COMPLETE" and figures is not None:
+        if t.state.name == "COMPLETE" and figures is not None and cost.feasible(figures):
             out.append((performance_term(figures["best_val_acc"]), cost.complexity(figures)))
     return out
 
@@ -102,12 +105,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
     parser.add_argument("--quick", action="store_true", help="2 seeds, 12 trials, digits only")
     args = parser.parse_args()
     if args.quick:
         args.seeds, args.trials, args.problems = 2, 12, ["mlp-digits"]
     started = time.perf_counter()
-    jobs = [(p, s, seed) for p in args.problems for seed in range(args.seeds) for s in SAMPLERS]
+    samplers = args.samplers
+    jobs = [(p, s, seed) for p in args.problems for seed in range(args.seeds) for s in samplers]
     with tempfile.TemporaryDirectory(prefix="dnc-bench-pareto-") as tmp:
         folder = Path(tmp)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
@@ -125,7 +130,7 @@ def main() -> None:
                 round(scaled_volume(parts[(problem, s, seed)], bounds), 5)
                 for seed in range(args.seeds)
             ]
-            for s in SAMPLERS
+            for s in samplers
         }
     summary = {
         problem: {

@@ -64,6 +64,28 @@ def set_trial_system_attr(study: optuna.Study, trial: FrozenTrial, key: str, val
     study._storage.set_trial_system_attr(trial._trial_id, key, value)
 
 
+CONSTRAINTS_KEY = "constraints"
+"""Optuna's system attribute of a trial's constraint values (with ``constraints:<name>``)."""
+
+
+def set_constraint(trial: optuna.Trial, name: str, value: float) -> None:
+    """Record a constraint value of a running ``trial`` (feasible when <= 0) where Optuna's
+    samplers and ``study.best_trials`` read it: ``Trial.set_constraint`` (Optuna 5), else the
+    list that Optuna 4's ``constraints_func`` writes."""
+    if hasattr(trial, "set_constraint"):
+        trial.set_constraint(name, value)
+    else:  # pragma: no cover - Optuna 4
+        trial.study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, [value])
+
+
+def feasible(trial: FrozenTrial) -> bool:
+    """Whether ``trial`` meets every constraint it records (true when it records none)."""
+    attrs = trial.system_attrs
+    values = list(attrs.get(CONSTRAINTS_KEY) or [])
+    values += [v for k, v in attrs.items() if k.startswith(CONSTRAINTS_KEY + ":")]
+    return all(v <= 0 for v in values)
+
+
 def fail_trial(study: optuna.Study, trial: FrozenTrial) -> bool:
     """Mark a running ``trial`` of another (dead) process failed; False when it has finished
     meanwhile (another worker got there first), or when the storage has just been unreachable
@@ -293,12 +315,15 @@ class StorageProxy(BaseStorage, BaseHeartbeat):
 
 
 __all__ = [
+    "CONSTRAINTS_KEY",
     "StorageProxy",
     "ask",
     "contains",
     "fail_stale_trials",
     "fail_trial",
+    "feasible",
     "heartbeat",
+    "set_constraint",
     "set_trial_system_attr",
     "study_id",
     "storage_of",

@@ -208,6 +208,11 @@ class CostEvaluatorContract:
         json.dumps(figures)
         assert all(isinstance(v, (int, float)) for v in figures.values())
 
+    def test_feasible_is_a_yes_or_no_on_the_figures(self) -> None:
+        """``feasible`` (default: always) answers a plain bool from recorded figures alone."""
+        cost, figures = self._calibrated()
+        assert isinstance(cost.feasible(figures), bool)
+
     def test_settings_rebuild_the_same_complexity(self) -> None:
         cost, figures = self._calibrated()
         again = type(cost)(**json.loads(json.dumps(cost.settings())))  # as the study keeps it

@@ -119,3 +119,23 @@ def test_a_cost_with_a_nan_complexity_fails():
     with pytest.raises(UserError, match="finite"):
         case.test_complexity_after_calibration_is_a_finite_non_negative_number()
     assert torch.isnan(torch.tensor(NanCost(1).complexity({"width": 1.0})))
+
+
+def test_a_cost_whose_feasible_is_not_a_bool_fails():
+    class Vague(Width):
+        name = "vague"
+
+        def feasible(self, figures: Mapping[str, float]) -> bool:
+            return figures["width"]  # type: ignore[return-value]  # a number, not a verdict
+
+    case = type(
+        "Case",
+        (CostEvaluatorContract,),
+        {
+            "make_cost": lambda self: Vague(),
+            "make_model_and_candidate": lambda self: _model_and_candidate(),
+        },
+    )()
+    assert case.make_cost().judges_feasibility and not Width().judges_feasibility
+    with pytest.raises(AssertionError):
+        case.test_feasible_is_a_yes_or_no_on_the_figures()

@@ -12,7 +12,7 @@ standardised), with the paper's fixed hyperparameters or fitted by marginal like
 - **pareto** (a Pareto stage, ``dnc.search.pareto``): the same two GPs;
   ``qLogNoisyExpectedHypervolumeImprovement`` of the front of ``(-log10 fp, -log10 fc)``, the
   finished candidates as its noisy baseline and the reference point a little worse than the
-  worst of the observed front (BoTorch's ``infer_reference_point``).
+  worst of the observed front of feasible trials (BoTorch's ``infer_reference_point``).
 """
 
 from __future__ import annotations
@@ -104,10 +104,12 @@ class RampGPs:
         x_pending: torch.Tensor | None = None,
         seed: int = 0,
         pareto: bool = False,
+        feasible: Sequence[bool] | None = None,
     ) -> Acquisition:
         """Log-EI on ``n x d`` finished candidates. ``targets`` are maximised (the negated
         loss); with ``parts`` (each trial's ``(fp, fc)``) the split model for ``wc``, or with
-        ``pareto`` the log hypervolume improvement of the front of the two GPs."""
+        ``pareto`` the log hypervolume improvement of the front of the two GPs, whose
+        reference point comes from the ``feasible`` trials (all when ``None``)."""
         from botorch.acquisition import LogExpectedImprovement, qLogExpectedImprovement
         from botorch.sampling import SobolQMCNormalSampler
 
@@ -115,7 +117,7 @@ class RampGPs:
         if pareto:
             if parts is None:
                 raise ValueError("RampGPs: a Pareto acquisition needs each trial's (fp, fc)")
-            return self.front(train_x, parts, x_pending, mc)
+            return self.front(train_x, parts, x_pending, mc, feasible)
         if parts is not None:
             model, objective, best_f, gps = self.split(train_x, parts, wc)
             split = qLogExpectedImprovement(
@@ -166,8 +168,12 @@ class RampGPs:
         parts: Sequence[tuple[float, float]],
         x_pending: torch.Tensor | None,
         sampler: Any,
+        feasible: Sequence[bool] | None = None,
     ) -> Acquisition:
-        """qLogNEHVI of maximising ``(-log10 fp, -log10 fc)`` with one GP on each."""
+        """qLogNEHVI of maximising ``(-log10 fp, -log10 fc)`` with one GP on each; the
+        reference point a little worse than the worst of the ``feasible`` trials' front (of
+        every trial's when none is), so a candidate the target cannot run (a cost penalty
+        far beyond any feasible one) adds nothing to the front."""
         from botorch.acquisition.multi_objective.logei import (
             qLogNoisyExpectedHypervolumeImprovement,
         )
@@ -180,6 +186,8 @@ class RampGPs:
         log_fc = log10_floored([p[1] for p in parts])
         gps = {"fp": self.fit(train_x, log_fp, "fp"), "fc": self.fit(train_x, log_fc, "fc")}
         observed = -torch.cat([log_fp, log_fc], dim=-1)
+        if feasible is not None and any(feasible):
+            observed = observed[torch.tensor(list(feasible), dtype=torch.bool)]
         ref = infer_reference_point(observed[is_non_dominated(observed)])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # BoTorch's notes on its defaults

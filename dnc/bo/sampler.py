@@ -108,6 +108,7 @@ class _Known:
     key: Hashable
     parts: tuple[float, float] | None = None  # (fp, fc) of a finished trial, for the split model
     params: Mapping[str, Any] | None = None  # its searched params (a start of the local search)
+    feasible: bool = True  # meets the constraints it records (Optuna's; a Pareto stage's cost)
 
 
 class RampBOSampler(optuna.samplers.BaseSampler):
@@ -274,6 +275,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 if known is not None:
                     if self.loss_parts is not None:
                         known = replace(known, parts=self._parts(t))
+                    known = replace(known, feasible=optuna_compat.feasible(t))
                     if front and known.parts is None:
                         continue  # no figures: nothing to model on a front
                     finished.append(known)
@@ -383,6 +385,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             x_pending=x_pending,
             seed=self.seed + number,
             pareto=front,
+            feasible=[k.feasible for k in finished],
         )
 
         def score(pts: Sequence[Point]) -> torch.Tensor:  # n x 1 x d: each its own q = 1 batch

@@ -71,6 +71,20 @@ class CostEvaluator(abc.ABC):
     def complexity(self, figures: Mapping[str, float]) -> float:
         """Normalised complexity from raw figures."""
 
+    def feasible(self, figures: Mapping[str, float]) -> bool:
+        """Whether the costed target can run the candidate (default: always). A cost that can
+        say no (a hardware model whose mapping does not fit) overrides it, and still gives such
+        a candidate a finite (penalty) ``complexity``, so the search loss steers away. A Pareto
+        stage records the verdict as an Optuna constraint on each trial (``study.best_trials``
+        and the samplers then leave infeasible trials off the front), and dnc's front, knee and
+        report do too."""
+        return True
+
+    @property
+    def judges_feasibility(self) -> bool:
+        """Whether this cost overrides ``feasible`` (only then do trials record the verdict)."""
+        return type(self).feasible is not CostEvaluator.feasible
+
     def calibrate(self, figures: Mapping[str, float]) -> None:  # noqa: B027 - optional hook
         """Set an ``auto`` normaliser from the reference network's figures."""
 

@@ -30,6 +30,12 @@ DIRECTIONS: tuple[Literal["maximize", "minimize"], ...] = ("maximize", "minimize
 METRIC_NAMES = ("best_val_acc_pct", "complexity")
 """What optuna-dashboard calls a Pareto study's two objectives."""
 
+FEASIBLE = "cost_feasible"
+"""The Optuna constraint of a Pareto trial whose cost judges feasibility
+(``CostEvaluator.feasible``): 0 when the target can run the candidate, 1 when not. Optuna's
+samplers and ``study.best_trials`` then keep infeasible trials off the front; so do the ramp
+BO's reference point, the knee and the report's front."""
+
 DEFAULT_WC = 0.1
 """The ``wc`` of a knee that a front of one point leaves undefined (the paper's balance)."""
 
@@ -89,13 +95,16 @@ def knee_wc(parts: Sequence[tuple[float, float]]) -> float:
 
 
 def knee_of(figures: Sequence[Mapping[str, float]], cost: CostEvaluator) -> float:
-    """``knee_wc`` of trials' recorded ``figures`` under ``cost``."""
-    return knee_wc([loss_terms(f, cost) for f in figures])
+    """``knee_wc`` of trials' recorded ``figures`` under ``cost``, of those the costed target
+    can run (``cost.feasible``; all of them when none can)."""
+    runs = [f for f in figures if cost.feasible(f)] or figures
+    return knee_wc([loss_terms(f, cost) for f in runs])
 
 
 __all__ = [
     "DEFAULT_WC",
     "DIRECTIONS",
+    "FEASIBLE",
     "METRIC_NAMES",
     "front",
     "hypervolume",

@@ -48,11 +48,19 @@ def draw_trials(
     ax: Any, trials: Sequence[Ranked], cost: CostEvaluator, who: str = ""
 ) -> list[float]:
     """Every trial's best validation accuracy against its complexity, and their front as a
-    step line (labelled ``<who> trials`` and ``<who> front``); the complexities drawn."""
+    step line (labelled ``<who> trials`` and ``<who> front``); trials the costed target cannot
+    run (``cost.feasible``) are crosses, off the front. The complexities drawn."""
     xs = [cost.complexity(r.figures) for r in trials]
     ys = [r.figures["best_val_acc"] for r in trials]
-    ax.scatter(xs, ys, s=18, c="#9aa5b1", label=f"{who} trials".strip(), zorder=2)
-    front = pareto_front(list(zip(xs, ys, strict=True)))
+    runs = [cost.feasible(r.figures) for r in trials]
+    styles = {True: ("trials", 18, "o", "#9aa5b1"), False: ("infeasible", 24, "x", "#d62728")}
+    for ok, (what, size, marker, colour) in styles.items():
+        chosen = [i for i, r in enumerate(runs) if r == ok]
+        if chosen or ok:
+            x, y, label = [xs[i] for i in chosen], [ys[i] for i in chosen], f"{who} {what}"
+            ax.scatter(x, y, s=size, marker=marker, c=colour, label=label.strip(), zorder=2)
+    feasible = [i for i, ok in enumerate(runs) if ok]
+    front = [feasible[i] for i in pareto_front([(xs[i], ys[i]) for i in feasible])]
     ax.step(
         [xs[i] for i in front],
         [ys[i] for i in front],

@@ -167,8 +167,11 @@ class HardwareCost(CostEvaluator):
         value = float(figures[self.figure])
         self.bar = value if value > 0 else 1.0
 
+    def feasible(self, figures: Mapping[str, float]) -> bool:
+        return figures.get("hw_feasible", 1.0) >= 0.5
+
     def complexity(self, figures: Mapping[str, float]) -> float:
-        if figures.get("hw_feasible", 1.0) < 0.5:
+        if not self.feasible(figures):
             return self.infeasible_penalty
         if self.bar is None:
             raise RuntimeError("cost=hardware normaliser is auto but was never calibrated")

@@ -12,11 +12,12 @@ import pytest
 from bo_spaces import ChainCNNSpace, recorded_parts
 from optuna.trial import TrialState
 
+from dnc import optuna_compat
 from dnc.bo import RampBOSampler
 from dnc.bo.sampler import PHASE_ATTR
 from dnc.plugins import SearchSpace
 from dnc.search import LossParts
-from dnc.search.pareto import DIRECTIONS, hypervolume
+from dnc.search.pareto import DIRECTIONS, FEASIBLE, hypervolume
 from dnc.suggest import TrialSuggest
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -78,6 +79,37 @@ def test_bo_steps_grow_the_front_faster_than_random_draws():
         front_run(baseline, space, 14)
         rnd.append(area(baseline))
     assert sum(bo) > sum(rnd), (bo, rnd)
+
+
+def test_candidates_the_target_cannot_run_do_not_set_the_reference_point():
+    """The most accurate candidates (first layer over 40 channels) cost a penalty of 100: the
+    target cannot run them. Where trials record that as an Optuna constraint, qLogNEHVI's
+    reference point comes from the feasible front, so the BO steps stop proposing them; without
+    it, the penalised points sit on the front and the steps chase them."""
+    space = ChainCNNSpace()
+
+    def infeasible_steps(seed: int, constrained: bool) -> int:
+        def objective(trial: optuna.Trial) -> list[float]:
+            c = space.sample(TrialSuggest(trial))
+            trial.set_user_attr("candidate", c)
+            fp, fc = parts_of(c)
+            runs = c["channels_0"] <= 40
+            if constrained:
+                optuna_compat.set_constraint(trial, FEASIBLE, 0.0 if runs else 1.0)
+            trial.set_user_attr("figures", {"fp": fp, "fc": fc if runs else 100.0})
+            return [100 * (1 - fp), fc if runs else 100.0]
+
+        study = optuna.create_study(directions=list(DIRECTIONS), sampler=ramp(seed))
+        study.optimize(objective, n_trials=14)
+        if constrained:
+            assert all(
+                optuna_compat.feasible(t) == (t.params["channels_0"] <= 40) for t in study.trials
+            )
+        return sum(t.params["channels_0"] > 40 for t in study.trials[6:])
+
+    plain = sum(infeasible_steps(seed, False) for seed in range(3))
+    constrained = sum(infeasible_steps(seed, True) for seed in range(3))
+    assert 2 * constrained <= plain, (constrained, plain)
 
 
 def test_a_running_trial_enters_as_a_pending_point():

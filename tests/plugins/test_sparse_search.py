@@ -13,7 +13,17 @@ from dnc_hwcost import HardwareCost
 from dnc_sparse import SparseMLPSpace, feasible_out_degrees
 from optuna.trial import TrialState
 
-from dnc.search import BOSettings, Search, SearchSettings, StageSpec, ranked_trials, score
+from dnc.search import (
+    BOSettings,
+    Search,
+    SearchSettings,
+    StageSpec,
+    pareto,
+    ranked_trials,
+    records,
+    score,
+)
+from dnc.search.objective import loss_terms
 from dnc.search.storage import recorded_cost
 from dnc.train.morse import Morse
 from dnc.train.trainer import TrainerSettings
@@ -117,3 +127,45 @@ def test_morse_experiment_from_the_command_line(tmp_path: Path):
     best = results["best"][0]
     assert "hw_clocks_per_sample" in best["figures"] and "d_out_0" in best["candidate"]
     assert list((tmp_path / "cache").glob("morse-*.npz"))
+
+
+def test_a_pareto_search_keeps_candidates_the_hardware_cannot_run_off_its_front(tmp_path: Path):
+    """An infeasible mapping still costs ``infeasible_penalty`` (a finite figure), but a Pareto
+    stage records it as a violated Optuna constraint: ``study.best_trials``, the knee and the
+    ramp BO's reference point leave it off the front."""
+    url = f"sqlite:///{tmp_path}/s.db"
+    space = SparseMLPSpace(
+        core={
+            "input_size": 64,
+            "num_classes": 64,
+            "hidden_layers": (1, 2),
+            "widths": (64, 128, 256),
+        },
+        sparsity={"default_density": 0.25},
+    )
+    cost = HardwareCost(metric="clocks_per_sample")
+    search = Search(
+        SearchSettings(
+            name="front",
+            wc=None,
+            stages=(StageSpec("core", groups=("core", "train"), objective="pareto"),),
+            bo=BOSettings(prior_states=6, steps=2, explore=200),
+        ),
+        storage=url,
+        space=space,
+        dataset=Morse(examples_per_class=20, cache_dir=str(tmp_path)),
+        cost=cost,
+        trainer=TrainerSettings(epochs=1, device="cpu"),
+    )
+    search.run()
+    study = optuna.load_study(study_name="front/core", storage=url)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    runs = {t.number: t.user_attrs["figures"]["hw_feasible"] == 1.0 for t in trials}
+    assert len(trials) == 8 and 0 < sum(runs.values()) < 8, runs  # both kinds to tell apart
+    for t in trials:
+        assert t.constraints == {pareto.FEASIBLE: 0.0 if runs[t.number] else 1.0}
+        assert (t.values[1] == cost.infeasible_penalty) != runs[t.number]
+    assert study.best_trials and all(runs[t.number] for t in study.best_trials)
+    feasible = [t.user_attrs["figures"] for t in trials if runs[t.number]]
+    knee = pareto.knee_wc([loss_terms(f, recorded_cost(study)) for f in feasible])
+    assert study.user_attrs[records.KNEE_WC] == pytest.approx(knee)

@@ -10,6 +10,7 @@ import random
 
 import optuna
 import pytest
+from dnc_hwcost import HardwareCost
 from dnc_mlp.space import MLPSpace
 from mlflow.tracking import MlflowClient
 from optuna.study import StudyDirection
@@ -20,8 +21,8 @@ from dnc.bo.sampler import PHASE_ATTR
 from dnc.plugins import UserError
 from dnc.search import BOSettings, SearchSettings, StageSpec, records, warm_start
 from dnc.search.cost import NumParams
-from dnc.search.objective import performance_term, score
-from dnc.search.pareto import front, knee_wc
+from dnc.search.objective import loss_terms, performance_term, score
+from dnc.search.pareto import front, knee_of, knee_wc
 from dnc.search.ranking import ranked_trials, search_wc_of
 from dnc.search.rescore import rescore
 from dnc.search.settings import WarmStartSettings
@@ -60,6 +61,21 @@ def test_the_knee_is_the_pick_of_its_wc_and_the_point_farthest_below_the_chord()
         assert below(pick) == pytest.approx(max(below(p) for p in parts))
     assert knee_wc([(0.02, 4.0), (0.05, 1.0), (0.30, 0.5)]) == pytest.approx(0.08)
     assert knee_wc([(0.1, 1.0)]) == 0.1  # one point: the paper's balance
+
+
+def test_the_knee_leaves_out_candidates_the_costed_target_cannot_run():
+    cost = HardwareCost(metric="clocks_per_sample", normaliser=1.0)
+
+    def fig(acc: float, clocks: float, runs: bool = True) -> dict[str, float]:
+        return {"best_val_acc": acc, "hw_clocks_per_sample": clocks, "hw_feasible": float(runs)}
+
+    feasible = [fig(70.0, 0.5), fig(95.0, 1.0), fig(98.0, 4.0)]
+    wrong = fig(99.0, 2.0, runs=False)  # the most accurate, at the penalty's cost of 100
+    assert not cost.feasible(wrong) and cost.complexity(wrong) == 100.0
+    expected = knee_wc([(0.30, 0.5), (0.05, 1.0), (0.02, 4.0)])
+    assert knee_of([*feasible, wrong], cost) == pytest.approx(expected)
+    assert knee_wc([loss_terms(f, cost) for f in [*feasible, wrong]]) < expected / 10
+    assert knee_of([wrong], cost) == 0.1  # nothing feasible: every trial, here one point
 
 
 def test_settings_check_the_objective_and_a_missing_wc():
