@@ -71,19 +71,25 @@ CONSTRAINTS_KEY = "constraints"
 def set_constraint(trial: optuna.Trial, name: str, value: float) -> None:
     """Record a constraint value of a running ``trial`` (feasible when <= 0) where Optuna's
     samplers and ``study.best_trials`` read it: ``Trial.set_constraint`` (Optuna 5), else the
-    list that Optuna 4's ``constraints_func`` writes."""
+    list that Optuna 4's ``constraints_func`` writes (there only ``study.best_trials`` reads it:
+    Optuna 4's samplers read constraints only from a ``constraints_func`` of their own)."""
     if hasattr(trial, "set_constraint"):
         trial.set_constraint(name, value)
     else:  # pragma: no cover - Optuna 4
         trial.study._storage.set_trial_system_attr(trial._trial_id, CONSTRAINTS_KEY, [value])
 
 
+def constraints(trial: FrozenTrial) -> dict[str, float]:
+    """The constraint values ``trial`` records, by name (Optuna 4's list by position)."""
+    attrs = trial.system_attrs
+    out = {str(i): v for i, v in enumerate(attrs.get(CONSTRAINTS_KEY) or [])}
+    prefix = CONSTRAINTS_KEY + ":"
+    return out | {k[len(prefix) :]: v for k, v in attrs.items() if k.startswith(prefix)}
+
+
 def feasible(trial: FrozenTrial) -> bool:
     """Whether ``trial`` meets every constraint it records (true when it records none)."""
-    attrs = trial.system_attrs
-    values = list(attrs.get(CONSTRAINTS_KEY) or [])
-    values += [v for k, v in attrs.items() if k.startswith(CONSTRAINTS_KEY + ":")]
-    return all(v <= 0 for v in values)
+    return all(v <= 0 for v in constraints(trial).values())
 
 
 def fail_trial(study: optuna.Study, trial: FrozenTrial) -> bool:
@@ -318,6 +324,7 @@ __all__ = [
     "CONSTRAINTS_KEY",
     "StorageProxy",
     "ask",
+    "constraints",
     "contains",
     "fail_stale_trials",
     "fail_trial",

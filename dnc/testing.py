@@ -25,6 +25,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 
@@ -209,9 +210,10 @@ class CostEvaluatorContract:
         assert all(isinstance(v, (int, float)) for v in figures.values())
 
     def test_feasible_is_a_yes_or_no_on_the_figures(self) -> None:
-        """``feasible`` (default: always) answers a plain bool from recorded figures alone."""
+        """``feasible`` (default: always) answers yes or no (a bool, or NumPy's) from
+        recorded figures alone."""
         cost, figures = self._calibrated()
-        assert isinstance(cost.feasible(figures), bool)
+        assert isinstance(cost.feasible(figures), (bool, np.bool_))
 
     def test_settings_rebuild_the_same_complexity(self) -> None:
         cost, figures = self._calibrated()

@@ -76,8 +76,8 @@ class CostEvaluator(abc.ABC):
         say no (a hardware model whose mapping does not fit) overrides it, and still gives such
         a candidate a finite (penalty) ``complexity``, so the search loss steers away. A Pareto
         stage records the verdict as an Optuna constraint on each trial (``study.best_trials``
-        and the samplers then leave infeasible trials off the front), and dnc's front, knee and
-        report do too."""
+        and Optuna 5's samplers then leave infeasible trials off the front), dnc's front, knee
+        and report do too, and rankings put such trials after all the others."""
         return True
 
     @property

@@ -15,14 +15,18 @@ point farthest below the line through its two ends. That point minimises
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
+import optuna
+from optuna.trial import TrialState
+
+from dnc import optuna_compat
 from dnc.plugins import CostEvaluator
 from dnc.search.objective import loss_terms
 
-if TYPE_CHECKING:
-    import optuna
+log = logging.getLogger(__name__)
 
 DIRECTIONS: tuple[Literal["maximize", "minimize"], ...] = ("maximize", "minimize")
 """A Pareto study's objectives: ``best_val_acc`` (%) up, the complexity ``fc`` down."""
@@ -94,6 +98,28 @@ def knee_wc(parts: Sequence[tuple[float, float]]) -> float:
     return (max(fps) - min(fps)) / (max(fcs) - min(fcs))
 
 
+def record_feasibility(
+    study: optuna.Study, trial: optuna.Trial, figures: Mapping[str, float], cost: CostEvaluator
+) -> None:
+    """Record ``cost.feasible(figures)`` as the ``FEASIBLE`` constraint of a Pareto stage's
+    ``trial``, when the cost judges feasibility, unless a completed trial of ``study`` has no
+    such constraint (a stage begun before dnc recorded it: Optuna's GPSampler refuses trials
+    with differing constraints, so the study then records none, and says so)."""
+    if not cost.judges_feasibility:
+        return
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if any(FEASIBLE not in optuna_compat.constraints(t) for t in done):
+        log.warning(
+            "%s: its first trials record no %s constraint (begun by an older dnc), so none "
+            "does: candidates the target cannot run count on its front by their penalty cost",
+            study.study_name,
+            FEASIBLE,
+        )
+        return
+    runs = cost.feasible(figures)
+    optuna_compat.set_constraint(trial, FEASIBLE, 0.0 if runs else 1.0)
+
+
 def knee_of(figures: Sequence[Mapping[str, float]], cost: CostEvaluator) -> float:
     """``knee_wc`` of trials' recorded ``figures`` under ``cost``, of those the costed target
     can run (``cost.feasible``; all of them when none can)."""
@@ -112,4 +138,5 @@ __all__ = [
     "knee_of",
     "knee_wc",
     "objectives",
+    "record_feasibility",
 ]

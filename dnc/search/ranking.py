@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from dnc.plugins import CostEvaluator
+from dnc.plugins import CostEvaluator, UserError
 from dnc.search import pareto, records
 from dnc.search.objective import score
 from dnc.search.records import Ranked
@@ -30,7 +30,9 @@ def ranked_trials(
 ) -> list[Ranked]:
     """Every completed trial of ``search``, best first. With ``wc`` (and optionally another
     ``cost``), losses are recomputed from the recorded figures: no training. A Pareto stage's
-    trials are scored for ``wc``, else for the search's (``search_wc``)."""
+    trials are scored for ``wc``, else for the search's (``search_wc``). Trials the costed
+    target cannot run (``CostEvaluator.feasible``) come after every trial it can, whatever
+    their loss (which for a small ``wc`` hardly counts their penalty cost)."""
     studies = [load(storage, name) for name in search_studies(storage, search)]
     if wc is None and any(pareto.is_pareto(s) for s in studies):
         cost = cost or recorded_cost(studies[0])
@@ -50,8 +52,24 @@ def ranked_trials(
             row = records.ranked(t, stage, loss)
             if row is not None:
                 rows.append(row)
-    rows.sort(key=lambda r: r.loss if math.isfinite(r.loss) else math.inf)
+    judge = cost or _cost_of(studies)
+    if judge is not None and judge.judges_feasibility:  # what the target can run comes first
+        rows.sort(key=lambda r: (not judge.feasible(r.figures), _finite(r.loss)))
+    else:
+        rows.sort(key=lambda r: _finite(r.loss))
     return rows
+
+
+def _cost_of(studies: list[optuna.Study]) -> CostEvaluator | None:
+    """The cost the search recorded, if it did and its plugin is installed."""
+    try:
+        return recorded_cost(studies[0]) if studies else None
+    except UserError:  # ranked by loss alone, as it always could be
+        return None
+
+
+def _finite(loss: float) -> float:
+    return loss if math.isfinite(loss) else math.inf
 
 
 def search_wc(studies: list[optuna.Study], cost: CostEvaluator) -> float:

@@ -218,9 +218,8 @@ class TrialRunner:
                 if value is not None and math.isfinite(value):
                     trial.set_user_attr(name, value)
             trial.set_user_attr(records.CURVES, _finite_curves(curves))
-            if pareto.is_pareto(study) and self.cost.judges_feasibility:
-                runs = self.cost.feasible(ev.figures)  # off the front when not (Optuna too)
-                optuna_compat.set_constraint(trial, pareto.FEASIBLE, 0.0 if runs else 1.0)
+            if pareto.is_pareto(study):  # a candidate the target cannot run: off the front
+                pareto.record_feasibility(study, trial, ev.figures, self.cost)
         except optuna.exceptions.UpdateFinishedTrialError as err:
             # cut off from the storage past the grace period: another worker failed the trial
             # as its worker's, and runs its slot again

@@ -168,7 +168,7 @@ class HardwareCost(CostEvaluator):
         self.bar = value if value > 0 else 1.0
 
     def feasible(self, figures: Mapping[str, float]) -> bool:
-        return figures.get("hw_feasible", 1.0) >= 0.5
+        return bool(figures.get("hw_feasible", 1.0) >= 0.5)
 
     def complexity(self, figures: Mapping[str, float]) -> float:
         if not self.feasible(figures):

@@ -169,3 +169,8 @@ def test_a_pareto_search_keeps_candidates_the_hardware_cannot_run_off_its_front(
     feasible = [t.user_attrs["figures"] for t in trials if runs[t.number]]
     knee = pareto.knee_wc([loss_terms(f, recorded_cost(study)) for f in feasible])
     assert study.user_attrs[records.KNEE_WC] == pytest.approx(knee)
+    # the most accurate network the hardware can run is wc=0's pick, whatever the penalised do
+    ranking = ranked_trials(search.storage, "front", wc=0.0)
+    kinds = [runs[r.number] for r in ranking]
+    assert kinds == sorted(kinds, reverse=True)
+    assert ranking[0].figures["best_val_acc"] == max(f["best_val_acc"] for f in feasible)

@@ -17,12 +17,21 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 from searches import make_search
 
+from dnc import optuna_compat
 from dnc.bo.sampler import PHASE_ATTR
 from dnc.plugins import UserError
 from dnc.search import BOSettings, SearchSettings, StageSpec, records, warm_start
 from dnc.search.cost import NumParams
 from dnc.search.objective import loss_terms, performance_term, score
-from dnc.search.pareto import front, knee_of, knee_wc
+from dnc.search.pareto import (
+    DIRECTIONS,
+    FEASIBLE,
+    front,
+    knee_of,
+    knee_wc,
+    objectives,
+    record_feasibility,
+)
 from dnc.search.ranking import ranked_trials, search_wc_of
 from dnc.search.rescore import rescore
 from dnc.search.settings import WarmStartSettings
@@ -76,6 +85,36 @@ def test_the_knee_leaves_out_candidates_the_costed_target_cannot_run():
     assert knee_of([*feasible, wrong], cost) == pytest.approx(expected)
     assert knee_wc([loss_terms(f, cost) for f in [*feasible, wrong]]) < expected / 10
     assert knee_of([wrong], cost) == 0.1  # nothing feasible: every trial, here one point
+
+
+def test_feasibility_is_a_constraint_unless_the_stage_began_without_it(caplog):
+    cost = HardwareCost(metric="clocks_per_sample", normaliser=1.0)
+    bad = {"best_val_acc": 99.0, "hw_clocks_per_sample": 2.0, "hw_feasible": 0.0}
+    fresh = optuna.create_study(directions=list(DIRECTIONS))
+    trial = fresh.ask()
+    record_feasibility(fresh, trial, bad, cost)
+    fresh.tell(trial, objectives(bad, cost))
+    (done,) = fresh.trials
+    assert optuna_compat.constraints(done) == {FEASIBLE: 1.0} and not optuna_compat.feasible(done)
+    assert fresh.best_trials == []  # Optuna's own front leaves it out
+
+    # a stage begun before dnc recorded it: Optuna's GPSampler refuses a mixed study
+    x = optuna.distributions.FloatDistribution(0.0, 1.0)
+    older = optuna.create_study(
+        directions=list(DIRECTIONS), sampler=optuna.samplers.GPSampler(seed=0, n_startup_trials=1)
+    )
+    older.add_trial(
+        optuna.trial.create_trial(params={"x": 0.3}, distributions={"x": x}, values=[50.0, 1.0])
+    )
+
+    def objective(trial: optuna.Trial) -> list[float]:
+        figures = {**bad, "best_val_acc": 100 * trial.suggest_float("x", 0.0, 1.0)}
+        record_feasibility(older, trial, figures, cost)
+        return objectives(figures, cost)
+
+    older.optimize(objective, n_trials=3)  # GPSampler proposes the last two
+    assert [optuna_compat.constraints(t) for t in older.trials] == [{}] * 4
+    assert "record no cost_feasible constraint" in caplog.text
 
 
 def test_settings_check_the_objective_and_a_missing_wc():
