@@ -29,9 +29,9 @@ from dnc.train.morse import Morse
 from dnc.train.trainer import TrainerSettings
 
 
-def test_sparse_mlp_search_on_morse(tmp_path: Path):
-    url = f"sqlite:///{tmp_path}/s.db"
-    space = SparseMLPSpace(
+def morse_space() -> SparseMLPSpace:
+    """Sparse MLPs for 64-sample Morse frames and 64 classes: 1-2 hidden layers of 64-256."""
+    return SparseMLPSpace(
         core={
             "input_size": 64,
             "num_classes": 64,
@@ -40,6 +40,11 @@ def test_sparse_mlp_search_on_morse(tmp_path: Path):
         },
         sparsity={"default_density": 0.25},
     )
+
+
+def test_sparse_mlp_search_on_morse(tmp_path: Path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    space = morse_space()
     search = Search(
         SearchSettings(
             name="morse",
@@ -131,18 +136,10 @@ def test_morse_experiment_from_the_command_line(tmp_path: Path):
 
 def test_a_pareto_search_keeps_candidates_the_hardware_cannot_run_off_its_front(tmp_path: Path):
     """An infeasible mapping still costs ``infeasible_penalty`` (a finite figure), but a Pareto
-    stage records it as a violated Optuna constraint: ``study.best_trials``, the knee and the
-    ramp BO's reference point leave it off the front."""
+    stage records it as a violated Optuna constraint: ``study.best_trials`` and the knee leave
+    it off the front, and rankings put it last."""
     url = f"sqlite:///{tmp_path}/s.db"
-    space = SparseMLPSpace(
-        core={
-            "input_size": 64,
-            "num_classes": 64,
-            "hidden_layers": (1, 2),
-            "widths": (64, 128, 256),
-        },
-        sparsity={"default_density": 0.25},
-    )
+    space = morse_space()
     cost = HardwareCost(metric="clocks_per_sample")
     search = Search(
         SearchSettings(
