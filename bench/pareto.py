@@ -9,7 +9,8 @@ same number of start-up trials), run as a user would (``python -m dnc ... tracki
 - ``dnc-pareto``: ``objective: pareto``, the ramp GPs of fp and fc with qLogNEHVI;
 - ``dnc-wc``: ``objective: loss`` for ``search.wc=0.1`` (the default search), its trials'
   front re-scored afterwards;
-- ``nsga2``, ``tpe``, ``gp``, ``random``: the same Pareto stage with ``search.sampler=...``.
+- ``nsga2``, ``tpe``, ``gp``, ``random``: the same Pareto stage with ``search.sampler=...``;
+- ``dnc-NAME`` for each ``--variant NAME:OVERRIDE,...``: ``dnc-pareto`` with those overrides.
 
 Problems: ``mlp-digits`` (the MLP space on digits, ``cost=numparams``: deterministic, so the
 front does not move with timings) and ``sparse-morse-hw`` (``+experiment=morse``: sparse MLPs on
@@ -26,7 +27,7 @@ Last line: one JSON object: ``{"hypervolume": {problem: {sampler: {"mean", "medi
 the highest mean on both problems.
 
     python bench/pareto.py [--seeds 10] [--jobs 2] [--trials 30] [--problems mlp-digits ...]
-        [--samplers dnc-pareto gp ...]
+        [--samplers dnc-pareto gp ...] [--variant fit:search.bo.fit_kernel=true ...]
     python bench/pareto.py --quick     # 2 seeds, 12 trials, digits only: a try-out
 """
 
@@ -39,6 +40,7 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from common import machine, run_dnc  # bench/common.py (this folder is on sys.path)
@@ -56,8 +58,11 @@ SAMPLERS = ("dnc-pareto", "dnc-wc", "nsga2", "tpe", "gp", "random")
 WC = 0.1
 
 
-def run_search(folder: Path, problem: str, sampler: str, seed: int, trials: int) -> Path:
-    """One search, as the command line runs it; its run folder."""
+def run_search(
+    folder: Path, problem: str, sampler: str, seed: int, trials: int, extra: Sequence[str] = ()
+) -> Path:
+    """One search, as the command line runs it (``extra``: a variant's overrides); its run
+    folder."""
     run = folder / f"{problem}-{sampler}-{seed}"
     objective = "loss" if sampler == "dnc-wc" else "pareto"
     prior = trials // 2
@@ -67,7 +72,7 @@ def run_search(folder: Path, problem: str, sampler: str, seed: int, trials: int)
         f"search.sampler={'ramp' if sampler.startswith('dnc') else sampler}",
         f"search.wc={WC if objective == 'loss' else 'null'}", "search.name=bench",
         f"search.bo.prior_states={prior}", f"search.bo.steps={trials - prior}",
-        "tracking.uri=null",
+        "tracking.uri=null", *extra,
     ])  # fmt: skip
     return run
 
@@ -99,6 +104,14 @@ def scaled_volume(parts: list[tuple[float, float]], bounds: list[tuple[float, fl
     return hypervolume(scaled, ref=(1.0 + 1e-9, 1.0 + 1e-9))
 
 
+def parse_variant(text: str, parser: argparse.ArgumentParser) -> tuple[str, list[str]]:
+    """``NAME:OVERRIDE[,OVERRIDE...]`` as the variant's name and Hydra overrides."""
+    name, _, overrides = text.partition(":")
+    if not name or not overrides or "dnc-" + name in SAMPLERS:
+        parser.error(f"--variant {text!r}: give NAME:OVERRIDE[,OVERRIDE...], NAME not a sampler")
+    return "dnc-" + name, overrides.split(",")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -106,17 +119,27 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=30)
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
     parser.add_argument("--samplers", nargs="+", default=list(SAMPLERS), choices=SAMPLERS)
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:OVERRIDE[,OVERRIDE...]",
+        help="also run dnc-pareto with these overrides, e.g. fit:search.bo.fit_kernel=true",
+    )
     parser.add_argument("--quick", action="store_true", help="2 seeds, 12 trials, digits only")
     args = parser.parse_args()
+    variants = dict(parse_variant(v, parser) for v in args.variant)
     if args.quick:
         args.seeds, args.trials, args.problems = 2, 12, ["mlp-digits"]
     started = time.perf_counter()
-    samplers = args.samplers
+    samplers = [*args.samplers, *variants]
     jobs = [(p, s, seed) for p in args.problems for seed in range(args.seeds) for s in samplers]
     with tempfile.TemporaryDirectory(prefix="dnc-bench-pareto-") as tmp:
         folder = Path(tmp)
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-            runs = pool.map(lambda job: run_search(folder, *job, args.trials), jobs)
+            runs = pool.map(
+                lambda job: run_search(folder, *job, args.trials, variants.get(job[1], ())), jobs
+            )
             parts = {job: parts_of(run) for job, run in zip(jobs, runs, strict=True)}
     volumes: dict[str, dict[str, list[float]]] = {}
     for problem in args.problems:
@@ -147,7 +170,13 @@ def main() -> None:
         "hypervolume": summary,
         "best": {p: max(rows, key=lambda s: rows[s]["mean"]) for p, rows in summary.items()},
         "per_seed": volumes,
-        "settings": {"seeds": args.seeds, "trials": args.trials, "jobs": args.jobs, "wc": WC},
+        "settings": {
+            "seeds": args.seeds,
+            "trials": args.trials,
+            "jobs": args.jobs,
+            "wc": WC,
+            "variants": variants,
+        },
         "seconds": round(time.perf_counter() - started, 1),
         "machine": machine(),
     }
