@@ -10,14 +10,18 @@ every prior state comes from the same, stratified, dimension.
   probability ``at_bounds`` (a uniform draw never lands on a bound, yet the best lr or the
   cheapest width often lies there), each returned with its row (``Point``), so a local search
   (``dnc.bo.optimise``) can move from it one coordinate at a time;
-- ``row_of(params)``: the row a known candidate (a finished trial) comes from.
+- ``row_of(params)``: the row a known candidate (a finished trial) comes from;
+- ``admissible(candidate)``: whether the stage's screen (``screen``: the cost's feasibility,
+  asked of the built, untrained network) lets the candidate be proposed; prior states skip
+  the candidates it refuses, and ``dnc.bo.optimise`` proposes the best candidate it admits.
 
 Everything random derives from ``seed`` and the trial number.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Hashable, Mapping, Sequence
+import logging
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +30,8 @@ import torch
 
 from dnc.plugins import Candidate, SearchSpace, candidate_key
 from dnc.suggest import CoordinateSuggest, ParamRecord, RowSuggest
+
+log = logging.getLogger(__name__)
 
 Draw = tuple[Candidate, dict[str, Any]]
 """A drawn candidate and its searched params."""
@@ -55,8 +61,11 @@ class CandidateDraws:
         prior_states: int,
         explore: int,
         at_bounds: float,
+        screen: Callable[[Candidate], bool] | None = None,
     ) -> None:
         self.space = space
+        self.screen = screen
+        self._admitted: dict[Hashable, bool] = {}
         self.base = base
         self.seed = seed
         self.prior_states = prior_states
@@ -89,21 +98,37 @@ class CandidateDraws:
         self.space.sample(suggest)
         return tuple(suggest.row)
 
+    def admissible(self, candidate: Candidate) -> bool:
+        """Whether ``screen`` admits ``candidate`` (asked once per candidate; no screen: yes)."""
+        if self.screen is None:
+            return True
+        key = candidate_key(candidate)
+        if key not in self._admitted:
+            self._admitted[key] = bool(self.screen(candidate))
+        return self._admitted[key]
+
     def random(self, number: int) -> Draw:
         """One uniform draw for trial ``number``."""
         return self.sample(np.random.default_rng([self.seed, number]).random(self.dims).tolist())
 
     def prior(self, number: int, taken: set[Hashable]) -> tuple[Candidate, dict[str, Any], bool]:
         """Trial ``number``'s Sobol point, or a random draw where that lands on a ``taken``
-        candidate (integer rounding); the flag is False when every draw was taken."""
+        candidate (integer rounding) or one the screen refuses (the first fresh one when it
+        refuses all); the flag is False when every draw was taken."""
         candidate, params = self.sample(self._sobol_point(number))
-        if candidate_key(candidate) not in taken:
+        fresh = None if candidate_key(candidate) in taken else (candidate, params)
+        if fresh is not None and self.admissible(candidate):
             return candidate, params, True
         rng = np.random.default_rng([self.seed, number, 1])
         for _ in range(100):
             candidate, params = self.sample(rng.random(self.dims).tolist())
             if candidate_key(candidate) not in taken:
-                return candidate, params, True
+                if self.admissible(candidate):
+                    return candidate, params, True
+                fresh = fresh or (candidate, params)
+        if fresh is not None:
+            log.warning("RampBOSampler: no prior state the cost can run was found; trying one")
+            return fresh[0], fresh[1], True
         return candidate, params, False
 
     def explore(self, number: int, taken: set[Hashable]) -> list[Point]:

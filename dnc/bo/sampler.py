@@ -63,7 +63,7 @@ from dnc.bo.encoding import CandidateEncoder, probe_space, stage_features
 from dnc.bo.model import RampGPs
 from dnc.bo.optimise import Proposal, maximise
 from dnc.bo.settings import BOSettings
-from dnc.plugins import SearchSpace, candidate_key
+from dnc.plugins import Candidate, SearchSpace, candidate_key
 from dnc.suggest import ReplaySuggest
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,8 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             best trials; 0: the best of the draws, as the paper).
         loss_parts: model ``log10 fp`` and ``log10 fc`` by one GP each (the split model);
             ``None``: one GP on the trial values (the paper).
+        screen: whether a candidate may be proposed (a cost's ``feasible``, asked before
+            training: ``dnc.search.objective.feasibility_screen``); ``None``: every one.
 
     Example:
         >>> sampler = RampBOSampler(space=MLPSpace(), active=("core", "train"),
@@ -160,6 +162,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         at_bounds: float = _DEFAULTS.at_bounds,
         warm_trials: int = 0,
         local_search: int = _DEFAULTS.local_search,
+        screen: Callable[[Candidate], bool] | None = None,
     ) -> None:
         if min(prior_states, warm_trials, local_search) < 0 or explore < 1:
             raise ValueError(
@@ -184,6 +187,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self.at_bounds = float(at_bounds)
         self.local_search = int(local_search)
         self.loss_parts = loss_parts
+        self.screen = screen
         self._lock = threading.RLock()
         self._chosen: dict[tuple[int, int], Proposal] = {}
         self._encoder: CandidateEncoder | None = None
@@ -328,6 +332,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             prior_states=self.prior_states,
             explore=self.explore,
             at_bounds=self.at_bounds,
+            screen=self.screen,
         )
 
     def _known(self, study: optuna.Study, t: FrozenTrial) -> _Known | None:

@@ -3,12 +3,13 @@ candidate (build, train, measure)."""
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from dnc.plugins import CostEvaluator, SearchSpace, TensorData
+from dnc.plugins import CostEvaluator, DataSpec, SearchSpace, TensorData
 from dnc.search.records import FIGURES
 
 if TYPE_CHECKING:
@@ -16,6 +17,9 @@ if TYPE_CHECKING:
 
     from dnc.train.settings import TrainerSettings
     from dnc.train.trainer import TrainResult
+
+
+log = logging.getLogger(__name__)
 
 
 def performance_term(best_val_acc: float) -> float:
@@ -125,6 +129,31 @@ def evaluate(
     return Evaluation(figures=figures, loss=score(figures, wc, cost), result=result)
 
 
+def feasibility_screen(
+    space: SearchSpace, cost: CostEvaluator, spec: DataSpec
+) -> Callable[[Mapping[str, Any]], bool] | None:
+    """Whether the costed target can run a candidate, asked before any training: ``cost``'s
+    ``feasible`` on the built, untrained network's figures (``numparams`` and ``measure``'s),
+    as a trial would record them. ``None`` for a cost that never says no. The ramp BO proposes
+    only candidates it admits; one whose build or measure raises, or whose verdict needs
+    training figures, is admitted (its trial then records what happened)."""
+    if not cost.judges_feasibility:
+        return None
+
+    def screen(candidate: Mapping[str, Any]) -> bool:
+        from dnc.train.trainer import build_seeded, count_params
+
+        try:
+            model = build_seeded(space, candidate, spec, 0)
+            figures = {"numparams": float(count_params(model))}
+            return bool(cost.feasible({**figures, **cost.measure(model, candidate, spec)}))
+        except Exception as err:  # the trial builds it again and records the failure
+            log.debug("feasibility screen: %s admitted (%r)", dict(candidate), err)
+            return True
+
+    return screen
+
+
 def _figures(result: TrainResult, model: Any) -> dict[str, float]:
     """The figures every trial records (``records.ALWAYS_FIGURES``), of a training so far."""
     from dnc.train.trainer import count_params
@@ -141,6 +170,7 @@ __all__ = [
     "Evaluation",
     "LossParts",
     "evaluate",
+    "feasibility_screen",
     "loss_terms",
     "performance_term",
     "score",

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from dnc.bo.settings import BOSettings
-from dnc.plugins import SearchSpace, UserError
+from dnc.plugins import Candidate, SearchSpace, UserError
 
 if TYPE_CHECKING:
     from dnc.search.objective import LossParts
@@ -20,7 +20,8 @@ class SamplerContext:
     """What a sampler factory may use: the space, the stage's groups, the held values and, in a
     dnc search, how each trial's search loss splits into fp and fc (``loss_parts``) and how
     many of the first trials are a warm start's queued candidates (``warm_trials``: they count
-    among the prior states)."""
+    among the prior states), and which candidates may be proposed (``screen``: a cost's
+    feasibility before training; ``None``: all)."""
 
     space: SearchSpace
     groups: tuple[str, ...]
@@ -31,6 +32,7 @@ class SamplerContext:
     loss_parts: LossParts | None = None
     objective: str = "loss"  # "pareto": a two-objective study (dnc.search.pareto)
     warm_trials: int = 0
+    screen: Callable[[Candidate], bool] | None = None
 
 
 SamplerFactory = Callable[[SamplerContext], optuna.samplers.BaseSampler]
@@ -79,6 +81,7 @@ def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
         seed=ctx.seed,
         warm_trials=ctx.warm_trials,
         local_search=ctx.bo.local_search,
+        screen=ctx.screen,
     )
 
 

@@ -32,7 +32,7 @@ from dnc.search.events import (
     StageFinished,
     StageStarted,
 )
-from dnc.search.objective import LossParts
+from dnc.search.objective import LossParts, feasibility_screen
 from dnc.search.pruning import make_pruner
 from dnc.search.ranking import knee_of, ranked_trials, search_wc
 from dnc.search.results import SearchResult, final_test, recorded_test_acc, write_results
@@ -254,6 +254,7 @@ class Search:
             observer=self.observer,
             seed=self.seed,
             loss_parts=LossParts.of_search(self._wc(), self.cost),
+            screen=feasibility_screen(self.space, self.cost, self.load_data().spec),
             warm_source=self._warm if first_bo else None,
         )
 

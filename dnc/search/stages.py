@@ -38,8 +38,9 @@ from dnc.suggest import TrialSuggest
 @dataclass
 class StageContext:
     """What a stage runs with: the search it belongs to (``search`` in ``storage``), the
-    space, the driver of its trials, the seed and loss parts its sampler takes, and, for the
-    first BO stage of a warm-started search, the search it starts from (``warm_source``)."""
+    space, the driver of its trials, the seed, loss parts and candidate screen (a cost's
+    feasibility, ``feasibility_screen``) its sampler takes, and, for the first BO stage of a
+    warm-started search, the search it starts from (``warm_source``)."""
 
     search: str
     storage: optuna.storages.BaseStorage
@@ -48,6 +49,7 @@ class StageContext:
     observer: SearchObserver
     seed: int
     loss_parts: LossParts
+    screen: Callable[[Candidate], bool] | None = None
     warm_source: warm_start.WarmSource | None = None
 
     def base(self, study: optuna.Study, key: str) -> Candidate:
@@ -154,6 +156,7 @@ class BOStage:
                 loss_parts=context.loss_parts,
                 objective=self.spec.objective,
                 warm_trials=len(warm),
+                screen=context.screen,
             ),
         )
         context.driver.run(study, self.spec.name, _BOSteps(self, context, base, warm))

@@ -138,6 +138,42 @@ def test_maximise_beats_the_best_draw_on_a_smooth_score() -> None:
     assert value == pytest.approx(float(score([best])[0]))
 
 
+def test_only_candidates_the_screen_admits_are_proposed() -> None:
+    """A stage's screen (a cost's feasibility before training) refuses candidates: a prior
+    state moves past them, and ``maximise`` proposes the best admitted draw, or a climbed
+    candidate only where the screen admits it; each candidate is screened once."""
+    space = ChainCNNSpace()
+    asked: list[Any] = []
+
+    def odd_layers(candidate: Mapping[str, Any]) -> bool:
+        asked.append(candidate_key(candidate))
+        return candidate["num_conv_layers"] % 2 == 1
+
+    probe = probe_space(space, None, {}, seed=0)
+    draws = CandidateDraws(
+        space, None, {}, probe.records, seed=0, prior_states=8, explore=200, at_bounds=0.1,
+        screen=odd_layers,
+    )  # fmt: skip
+    plain = draws_of(space)
+    priors = [draws.prior(i, set()) for i in range(8)]
+    assert all(fresh and c["num_conv_layers"] % 2 == 1 for c, _, fresh in priors)
+    assert not all(plain.prior(i, set())[0]["num_conv_layers"] % 2 for i in range(8))
+
+    points = draws.explore(3, set())
+
+    def score(pts: Sequence[Point]) -> torch.Tensor:  # the deepest is best
+        return torch.tensor([float(p.candidate["num_conv_layers"]) for p in pts])
+
+    depths = [p.candidate["num_conv_layers"] for p in points]
+    admitted = max(d for d in depths if d % 2 == 1)
+    assert max(depths) == 16 and admitted < 16  # the best draws are refused
+    for starts in (0, 3):
+        best, value, _ = maximise(draws, points, score, [], set(), starts=starts)
+        assert best.candidate["num_conv_layers"] % 2 == 1
+        assert value == pytest.approx(float(score([best])[0])) and value >= admitted
+    assert len(asked) == len(set(asked))
+
+
 def _steps(local_search: int) -> list[dict[str, Any]]:
     """The BO steps of one seeded ramp search on the CNN-shaped space."""
     space = ChainCNNSpace()

@@ -13,6 +13,8 @@ from dnc_hwcost import HardwareCost
 from dnc_sparse import SparseMLPSpace, feasible_out_degrees
 from optuna.trial import TrialState
 
+from dnc.bo.sampler import PHASE_ATTR
+from dnc.plugins import DataSpec
 from dnc.search import (
     BOSettings,
     Search,
@@ -23,7 +25,8 @@ from dnc.search import (
     records,
     score,
 )
-from dnc.search.objective import loss_terms
+from dnc.search.cost import NumParams
+from dnc.search.objective import feasibility_screen, loss_terms
 from dnc.search.storage import recorded_cost
 from dnc.train.morse import Morse
 from dnc.train.trainer import TrainerSettings
@@ -134,28 +137,35 @@ def test_morse_experiment_from_the_command_line(tmp_path: Path):
     assert list((tmp_path / "cache").glob("morse-*.npz"))
 
 
-def test_a_pareto_search_keeps_candidates_the_hardware_cannot_run_off_its_front(tmp_path: Path):
-    """An infeasible mapping still costs ``infeasible_penalty`` (a finite figure), but a Pareto
-    stage records it as a violated Optuna constraint: ``study.best_trials`` and the knee leave
-    it off the front, and rankings put it last."""
-    url = f"sqlite:///{tmp_path}/s.db"
-    space = morse_space()
-    cost = HardwareCost(metric="clocks_per_sample")
+def pareto_search(tmp_path: Path, sampler: str) -> tuple[Search, optuna.Study]:
+    """A run Pareto stage of 8 one-epoch trainings on Morse, costed by the hardware model."""
+    url = f"sqlite:///{tmp_path}/{sampler}.db"
     search = Search(
         SearchSettings(
             name="front",
             wc=None,
+            sampler=sampler,
             stages=(StageSpec("core", groups=("core", "train"), objective="pareto"),),
             bo=BOSettings(prior_states=6, steps=2, explore=200),
         ),
         storage=url,
-        space=space,
+        space=morse_space(),
         dataset=Morse(examples_per_class=20, cache_dir=str(tmp_path)),
-        cost=cost,
+        cost=HardwareCost(metric="clocks_per_sample"),
         trainer=TrainerSettings(epochs=1, device="cpu"),
     )
     search.run()
-    study = optuna.load_study(study_name="front/core", storage=url)
+    return search, optuna.load_study(study_name="front/core", storage=url)
+
+
+def test_a_pareto_search_keeps_candidates_the_hardware_cannot_run_off_its_front(tmp_path: Path):
+    """An infeasible mapping still costs ``infeasible_penalty`` (a finite figure), but a Pareto
+    stage records it as a violated Optuna constraint: ``study.best_trials`` and the knee leave
+    it off the front, and rankings put it last. (Random candidates: the ramp BO proposes none
+    the hardware cannot run, below.)"""
+    search, study = pareto_search(tmp_path, "random")
+    cost = recorded_cost(study)
+    assert isinstance(cost, HardwareCost)
     trials = study.get_trials(states=(TrialState.COMPLETE,))
     runs = {t.number: t.user_attrs["figures"]["hw_feasible"] == 1.0 for t in trials}
     assert len(trials) == 8 and 0 < sum(runs.values()) < 8, runs  # both kinds to tell apart
@@ -164,10 +174,29 @@ def test_a_pareto_search_keeps_candidates_the_hardware_cannot_run_off_its_front(
         assert (t.values[1] == cost.infeasible_penalty) != runs[t.number]
     assert study.best_trials and all(runs[t.number] for t in study.best_trials)
     feasible = [t.user_attrs["figures"] for t in trials if runs[t.number]]
-    knee = pareto.knee_wc([loss_terms(f, recorded_cost(study)) for f in feasible])
+    knee = pareto.knee_wc([loss_terms(f, cost) for f in feasible])
     assert study.user_attrs[records.KNEE_WC] == pytest.approx(knee)
     # the most accurate network the hardware can run is wc=0's pick, whatever the penalised do
     ranking = ranked_trials(search.storage, "front", wc=0.0)
     kinds = [runs[r.number] for r in ranking]
     assert kinds == sorted(kinds, reverse=True)
     assert ranking[0].figures["best_val_acc"] == max(f["best_val_acc"] for f in feasible)
+    # the screen the ramp BO asks before training gives the verdict each trial recorded
+    spec = DataSpec(input_shape=(64,), num_classes=64)
+    screen = feasibility_screen(search.space, cost, spec)
+    assert screen is not None
+    assert {t.number: screen(t.user_attrs["candidate"]) for t in trials} == runs
+    assert screen({"num_hidden_layers": 1})  # a build that fails is admitted: its trial says why
+    assert feasibility_screen(search.space, NumParams(), spec) is None  # a cost that never says no
+
+
+def test_the_ramp_bo_proposes_only_networks_the_hardware_can_run(tmp_path: Path):
+    """The cost's ``feasible`` is asked of each candidate's built network before it is
+    proposed, so no training is spent on a mapping the hardware cannot run: neither a prior
+    state nor a BO step (random candidates of the same space include such mappings, above)."""
+    _, study = pareto_search(tmp_path, "ramp")
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 8
+    assert {t.system_attrs[PHASE_ATTR]["phase"] for t in trials} == {"prior", "bo"}
+    assert [t.user_attrs["figures"]["hw_feasible"] for t in trials] == [1.0] * 8
+    assert all(t.constraints == {pareto.FEASIBLE: 0.0} for t in trials)
