@@ -74,7 +74,9 @@ class CostEvaluator(abc.ABC):
     def feasible(self, figures: Mapping[str, float]) -> bool:
         """Whether the costed target can run the candidate (default: always). A cost that can
         say no (a hardware model whose mapping does not fit) overrides it, and still gives such
-        a candidate a finite (penalty) ``complexity``, so the search loss steers away. A Pareto
+        a candidate a finite (penalty) ``complexity``, so the search loss steers away. The ramp
+        BO asks it of each candidate's built, untrained network (``numparams`` and
+        ``measure``'s figures) and proposes only those it admits. A Pareto
         stage records the verdict as an Optuna constraint on each trial (``study.best_trials``
         and Optuna 5's samplers then leave infeasible trials off the front), dnc's front, knee
         and report do too, and rankings put such trials after all the others."""
