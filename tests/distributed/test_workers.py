@@ -113,7 +113,8 @@ def test_killed_workers_lose_nothing(tmp_path, postgres_url, mlflow_uri):
     experiment = _experiment()
     common = (
         *TINY,
-        "trainer.epochs=6",  # trials long enough to be caught mid-training
+        "trainer.epochs=30",  # trials long enough to be caught mid-training (6 epochs of a
+        # digits MLP, 0.1-0.3 s, once finished a whole search between two looks of a loaded CI)
         f"storage.url={postgres_url}",
         "storage.heartbeat_interval=1",
         "storage.grace_period=4",
