@@ -24,7 +24,7 @@ from dnc.plugins import (
     calibrate_cost,
 )
 from dnc.search import coordination, records
-from dnc.search.objective import evaluate
+from dnc.search.objective import built_figures, evaluate
 from dnc.search.storage import record_cost, recorded_cost
 from dnc.search.trial import failure_reason
 from dnc.train.settings import TrainerSettings, TrialDiverged
@@ -73,10 +73,7 @@ def reference_figures(
     ref = space.reference_candidate()
     try:
         if not cost.calibrate_by_training:
-            from dnc.train.trainer import count_params
-
-            model = space.build(ref, data.spec)
-            return {"numparams": float(count_params(model)), **cost.measure(model, ref, data.spec)}
+            return built_figures(space.build(ref, data.spec), ref, data.spec, cost)
         short = dataclasses.replace(trainer, epochs=2, patience=0)
         return evaluate(
             ref,

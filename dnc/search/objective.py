@@ -129,6 +129,15 @@ def evaluate(
     return Evaluation(figures=figures, loss=score(figures, wc, cost), result=result)
 
 
+def built_figures(
+    model: Any, candidate: Mapping[str, Any], spec: DataSpec, cost: CostEvaluator
+) -> dict[str, float]:
+    """The figures of a built, untrained network: ``numparams`` and ``cost.measure``'s."""
+    from dnc.train.trainer import count_params
+
+    return {"numparams": float(count_params(model)), **cost.measure(model, candidate, spec)}
+
+
 def feasibility_screen(
     space: SearchSpace, cost: CostEvaluator, spec: DataSpec
 ) -> Callable[[Mapping[str, Any]], bool] | None:
@@ -141,12 +150,11 @@ def feasibility_screen(
         return None
 
     def screen(candidate: Mapping[str, Any]) -> bool:
-        from dnc.train.trainer import build_seeded, count_params
+        from dnc.train.trainer import build_seeded
 
         try:
             model = build_seeded(space, candidate, spec, 0)
-            figures = {"numparams": float(count_params(model))}
-            return bool(cost.feasible({**figures, **cost.measure(model, candidate, spec)}))
+            return bool(cost.feasible(built_figures(model, candidate, spec, cost)))
         except Exception as err:  # the trial builds it again and records the failure
             log.debug("feasibility screen: %s admitted (%r)", dict(candidate), err)
             return True
@@ -169,6 +177,7 @@ def _figures(result: TrainResult, model: Any) -> dict[str, float]:
 __all__ = [
     "Evaluation",
     "LossParts",
+    "built_figures",
     "evaluate",
     "feasibility_screen",
     "loss_terms",
