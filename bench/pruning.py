@@ -11,7 +11,9 @@ at once, each on one thread. Then, from each search's Optuna storage:
   included);
 - ``best_loss``: its best completed trial's search loss, re-scored with the cost of that seed's
   ``none`` search (the same ``tbar_epoch`` for the three: the calibrations differ by timing
-  noise).
+  noise);
+- per stage (core, arch, train): the mean of its best completed trial's loss, so re-scored
+  (``stage_mean_best_loss``): where a pruner's loss arises.
 
 Last line: one JSON object: ``epochs_ratio`` (a pruner's epochs over ``none``'s, summed over
 the seeds), ``best_loss_diff`` (a pruner's mean best loss minus ``none``'s: above 0 is worse),
@@ -22,7 +24,7 @@ With ``--cost numparams`` the cost has no timing noise, so a seed's three search
 same candidates until a pruner first acts, and the differences are the pruners' own.
 
     python bench/pruning.py [--seeds 10] [--jobs 2] [--search default] [--epochs 15]
-                            [--cost t_epoch|numparams]
+                            [--cost t_epoch|numparams] [--keep FOLDER]
 """
 
 from __future__ import annotations
@@ -34,10 +36,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import machine, run_dnc  # bench/common.py (this folder is on sys.path)
+from optuna.trial import TrialState
 
 from dnc.search import records
+from dnc.search.objective import score
 from dnc.search.ranking import ranked_trials
 from dnc.search.storage import load, open_storage, recorded_cost, search_studies
 
@@ -57,21 +62,34 @@ def run_search(folder: Path, seed: int, pruner: str, args: argparse.Namespace) -
     return run
 
 
-def figures_of(run: Path, cost_of: Path) -> dict[str, float]:
+def figures_of(run: Path, cost_of: Path) -> dict[str, Any]:
     """Epochs trained, trials, pruned trials and the best loss (re-scored with the cost of the
-    search in ``cost_of``) of the search in ``run``."""
+    search in ``cost_of``) of the search in ``run``; per stage (``stages``), its best completed
+    trial's loss so re-scored and its pruned trials."""
     storage = open_storage(f"sqlite:///{run}/optuna.db")
     cost = recorded_cost(load(open_storage(f"sqlite:///{cost_of}/optuna.db"), f"{SEARCH}/core"))
     epochs = trials = pruned = 0
+    stages: dict[str, dict[str, float]] = {}
     for name in search_studies(storage, SEARCH):
+        losses, stage_pruned = [], 0
         for t in load(storage, name).get_trials(deepcopy=False):
             figures = records.figures(t)
             if figures is not None:
                 epochs += int(figures["epochs_run"])
                 trials += 1
-                pruned += records.pruned(t)
+                stage_pruned += records.pruned(t)
+                if t.state == TrialState.COMPLETE:
+                    losses.append(score(figures, WC, cost))
+        pruned += stage_pruned
+        stages[name.rsplit("/", 1)[-1]] = {"best_loss": min(losses), "pruned": stage_pruned}
     best = ranked_trials(storage, SEARCH, wc=WC, cost=cost)[0].loss
-    return {"epochs": epochs, "trials": trials, "pruned": pruned, "best_loss": best}
+    return {
+        "epochs": epochs,
+        "trials": trials,
+        "pruned": pruned,
+        "best_loss": best,
+        "stages": stages,
+    }
 
 
 def main() -> None:
@@ -80,12 +98,17 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--search", default="default")
     parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--cost", default="t_epoch", help="t_epoch (the default search's) or "
-                        "numparams (no timing noise: a seed's three searches start alike)")
+    parser.add_argument(
+        "--cost",
+        default="t_epoch",
+        help="t_epoch (the default search's) or "
+        "numparams (no timing noise: a seed's three searches start alike)",
+    )
+    parser.add_argument("--keep", type=Path, help="keep the searches' run folders here")
     args = parser.parse_args()
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dnc-bench-pruning-") as tmp:
-        folder = Path(tmp)
+        folder = args.keep or Path(tmp)
         jobs = [(seed, pruner) for seed in range(args.seeds) for pruner in PRUNERS]
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             done = pool.map(lambda job: run_search(folder, *job, args), jobs)
@@ -96,11 +119,19 @@ def main() -> None:
         }
     total = {p: sum(f["epochs"] for f in rows) for p, rows in per_seed.items()}
     mean = {p: statistics.fmean(f["best_loss"] for f in rows) for p, rows in per_seed.items()}
+    stage_best = {
+        p: {
+            stage: round(statistics.fmean(f["stages"][stage]["best_loss"] for f in rows), 4)
+            for stage in rows[0]["stages"]
+        }
+        for p, rows in per_seed.items()
+    }
     result = {
         "epochs_ratio": {p: round(total[p] / total["none"], 4) for p in PRUNERS[1:]},
         "best_loss_diff": {p: round(mean[p] - mean["none"], 4) for p in PRUNERS[1:]},
         "epochs": total,
         "mean_best_loss": {p: round(v, 4) for p, v in mean.items()},
+        "stage_mean_best_loss": stage_best,
         "per_seed": per_seed,
         "settings": {
             "seeds": args.seeds,
@@ -118,6 +149,8 @@ def main() -> None:
             f"{pruner:>9}: {result['epochs_ratio'][pruner]:.3f} of the epochs, mean best loss "
             f"{result['best_loss_diff'][pruner]:+.4f} against none"
         )
+    for pruner, stages in stage_best.items():
+        print(f"{pruner:>9}: mean best loss by stage {stages}")
     print(json.dumps(result))
 
 
