@@ -17,6 +17,8 @@ at once, each on one thread. Then, from each search's Optuna storage:
 
 Last line: one JSON object: ``epochs_ratio`` (a pruner's epochs over ``none``'s, summed over
 the seeds), ``best_loss_diff`` (a pruner's mean best loss minus ``none``'s: above 0 is worse),
+``best_loss_diff_se`` (the standard error of that mean of paired per-seed differences),
+``seeds_worse`` (seeds where the pruner's best loss is above ``none``'s),
 the per-seed figures, and the machine. Target (issue #16): at least 40% fewer epochs with a
 mean best loss within 0.01.
 
@@ -92,6 +94,11 @@ def figures_of(run: Path, cost_of: Path) -> dict[str, Any]:
     }
 
 
+def standard_error(values: list[float]) -> float:
+    """The standard error of the mean of ``values`` (0 for fewer than two)."""
+    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -119,6 +126,10 @@ def main() -> None:
         }
     total = {p: sum(f["epochs"] for f in rows) for p, rows in per_seed.items()}
     mean = {p: statistics.fmean(f["best_loss"] for f in rows) for p, rows in per_seed.items()}
+    paired = {  # per seed: a pruner's best loss minus none's
+        p: [f["best_loss"] - g["best_loss"] for f, g in zip(rows, per_seed["none"], strict=True)]
+        for p, rows in per_seed.items()
+    }
     stage_best = {
         p: {
             stage: round(statistics.fmean(f["stages"][stage]["best_loss"] for f in rows), 4)
@@ -129,6 +140,8 @@ def main() -> None:
     result = {
         "epochs_ratio": {p: round(total[p] / total["none"], 4) for p in PRUNERS[1:]},
         "best_loss_diff": {p: round(mean[p] - mean["none"], 4) for p in PRUNERS[1:]},
+        "best_loss_diff_se": {p: round(standard_error(paired[p]), 4) for p in PRUNERS[1:]},
+        "seeds_worse": {p: sum(d > 0 for d in paired[p]) for p in PRUNERS[1:]},
         "epochs": total,
         "mean_best_loss": {p: round(v, 4) for p, v in mean.items()},
         "stage_mean_best_loss": stage_best,
@@ -147,7 +160,9 @@ def main() -> None:
     for pruner in PRUNERS[1:]:
         print(
             f"{pruner:>9}: {result['epochs_ratio'][pruner]:.3f} of the epochs, mean best loss "
-            f"{result['best_loss_diff'][pruner]:+.4f} against none"
+            f"{result['best_loss_diff'][pruner]:+.4f} against none (s.e. "
+            f"{result['best_loss_diff_se'][pruner]:.4f}; worse in {result['seeds_worse'][pruner]}"
+            f" of {args.seeds} seeds)"
         )
     for pruner, stages in stage_best.items():
         print(f"{pruner:>9}: mean best loss by stage {stages}")
