@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import math
 import statistics
 import tempfile
 import time
@@ -83,7 +84,8 @@ def figures_of(run: Path, cost_of: Path) -> dict[str, Any]:
                 if t.state == TrialState.COMPLETE:
                     losses.append(score(figures, WC, cost))
         pruned += stage_pruned
-        stages[name.rsplit("/", 1)[-1]] = {"best_loss": min(losses), "pruned": stage_pruned}
+        best_stage = min(losses, default=math.nan)  # nan: every trial of the stage pruned
+        stages[name.rsplit("/", 1)[-1]] = {"best_loss": best_stage, "pruned": stage_pruned}
     best = ranked_trials(storage, SEARCH, wc=WC, cost=cost)[0].loss
     return {
         "epochs": epochs,
@@ -113,6 +115,11 @@ def main() -> None:
     )
     parser.add_argument("--keep", type=Path, help="keep the searches' run folders here")
     args = parser.parse_args()
+    if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
+        parser.error(
+            f"--keep {args.keep}: give a new or empty folder (a run folder there would "
+            "resume that search instead of running it)"
+        )
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dnc-bench-pruning-") as tmp:
         folder = args.keep or Path(tmp)
