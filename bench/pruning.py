@@ -42,10 +42,8 @@ from pathlib import Path
 from typing import Any
 
 from common import machine, run_dnc  # bench/common.py (this folder is on sys.path)
-from optuna.trial import TrialState
 
 from dnc.search import records
-from dnc.search.objective import score
 from dnc.search.ranking import ranked_trials
 from dnc.search.storage import load, open_storage, recorded_cost, search_studies
 
@@ -71,27 +69,26 @@ def figures_of(run: Path, cost_of: Path) -> dict[str, Any]:
     trial's loss so re-scored and its pruned trials."""
     storage = open_storage(f"sqlite:///{run}/optuna.db")
     cost = recorded_cost(load(open_storage(f"sqlite:///{cost_of}/optuna.db"), f"{SEARCH}/core"))
+    ranked = ranked_trials(storage, SEARCH, wc=WC, cost=cost)  # completed trials, best first
     epochs = trials = pruned = 0
     stages: dict[str, dict[str, float]] = {}
     for name in search_studies(storage, SEARCH):
-        losses, stage_pruned = [], 0
+        stage, stage_pruned = name.rsplit("/", 1)[-1], 0
         for t in load(storage, name).get_trials(deepcopy=False):
             figures = records.figures(t)
             if figures is not None:
                 epochs += int(figures["epochs_run"])
                 trials += 1
                 stage_pruned += records.pruned(t)
-                if t.state == TrialState.COMPLETE:
-                    losses.append(score(figures, WC, cost))
         pruned += stage_pruned
-        best_stage = min(losses, default=math.nan)  # nan: every trial of the stage pruned
-        stages[name.rsplit("/", 1)[-1]] = {"best_loss": best_stage, "pruned": stage_pruned}
-    best = ranked_trials(storage, SEARCH, wc=WC, cost=cost)[0].loss
+        # nan: every trial of the stage pruned
+        best_stage = next((r.loss for r in ranked if r.stage == stage), math.nan)
+        stages[stage] = {"best_loss": best_stage, "pruned": stage_pruned}
     return {
         "epochs": epochs,
         "trials": trials,
         "pruned": pruned,
-        "best_loss": best,
+        "best_loss": ranked[0].loss,
         "stages": stages,
     }
 
