@@ -2,10 +2,13 @@
 search with ``trainer.pruner=median`` and ``hyperband`` against ``none`` (the baseline, in the
 same run).
 
-Each seed runs the same command three times, once per pruner, as a user would (``python -m
-dnc seed=S trainer.pruner=P tracking.uri=null``: the paper's three stages on digits, 15 epochs
-per trial), seed by seed so that background load hits the three alike; ``--jobs`` searches run
-at once, each on one thread. Then, from each search's Optuna storage:
+Each seed runs the same command once per pruner, as a user would (``python -m dnc seed=S
+trainer.pruner=P tracking.uri=null``: the paper's three stages on digits, 15 epochs per
+trial), and with ``--control`` (the default) ``none``'s once more (``none-again``: how far the
+measure moves when nothing changes), seed by seed so that background load hits them alike
+(each seed's searches in a shuffled order, so that no search always has the same neighbour);
+``--jobs`` searches run at once, each on one thread (``--jobs 1``: each search alone, its
+``t_epoch`` timed without a neighbour). Then, from each search's Optuna storage:
 
 - ``epochs``: the epochs trained by all its trials (``figures.epochs_run``, pruned ones
   included);
@@ -13,20 +16,26 @@ at once, each on one thread. Then, from each search's Optuna storage:
   ``none`` search (the same ``tbar_epoch`` for the three: the calibrations differ by timing
   noise);
 - per stage (core, arch, train): the mean of its best completed trial's loss, so re-scored
-  (``stage_mean_best_loss``): where a pruner's loss arises.
+  (``stage_mean_best_loss``): where a pruner's loss arises;
+- ``pick_loss`` (``--retrain K``, 3 by default; 0: off): the search's pick trained ``K`` more
+  times with seeds no trial used, its mean loss (its recorded cost term, so re-scored). The
+  best loss is the best of many noisy trainings, and a pruned search completes fewer, so this
+  is what the pick is worth to a user who trains it again.
 
 Last line: one JSON object: ``epochs_ratio`` (a pruner's epochs over ``none``'s, summed over
 the seeds), ``best_loss_diff`` (a pruner's mean best loss minus ``none``'s: above 0 is worse),
 ``best_loss_diff_se`` (the standard error of that mean of paired per-seed differences),
-``seeds_worse`` (seeds where the pruner's best loss is above ``none``'s),
-the per-seed figures, and the machine. Target (issue #16): at least 40% fewer epochs with a
-mean best loss within 0.01.
+``seeds_worse`` (seeds where the pruner's best loss is above ``none``'s), each also for the
+control; the same for the picks trained again (``mean_pick_loss``, ``pick_loss_diff``,
+``pick_loss_diff_se``, ``pick_seeds_worse``); the per-seed figures, and the machine. Target
+(issue #16): at least 40% fewer epochs with a mean best loss within 0.01.
 
 With ``--cost numparams`` the cost has no timing noise, so a seed's three searches train the
 same candidates until a pruner first acts, and the differences are the pruners' own.
 
     python bench/pruning.py [--seeds 10] [--jobs 2] [--search default] [--epochs 15]
-                            [--cost t_epoch|numparams] [--keep FOLDER]
+                            [--cost t_epoch|numparams] [--keep FOLDER] [--retrain 3]
+                            [--no-control]
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import argparse
 import concurrent.futures
 import json
 import math
+import random
 import statistics
 import tempfile
 import time
@@ -48,19 +58,73 @@ from dnc.search.ranking import ranked_trials
 from dnc.search.storage import load, open_storage, recorded_cost, search_studies
 
 PRUNERS = ("none", "median", "hyperband")
+CONTROL = "none-again"
+"""The control (``--control``): ``none``'s search run a second time, in a run folder of its
+own. It changes nothing, so its difference from ``none`` is how far this measure moves by
+chance (with the ``t_epoch`` cost, timing noise steers the two searches apart)."""
 SEARCH = "digits-mlp"
 WC = 0.1
 
 
-def run_search(folder: Path, seed: int, pruner: str, args: argparse.Namespace) -> Path:
-    """One search, as the command line runs it; its run folder."""
-    run = folder / f"seed{seed}-{pruner}"
-    run_dnc([
-        f"hydra.run.dir={run}", f"seed={seed}",
-        f"trainer.pruner={pruner}", f"trainer.epochs={args.epochs}", f"search={args.search}",
-        "tracking.uri=null", f"search.wc={WC}", f"cost={args.cost}",
-    ])  # fmt: skip
+def overrides(seed: int, pruner: str, args: argparse.Namespace) -> list[str]:
+    """The command line of one search (but its run folder)."""
+    return [
+        f"seed={seed}", f"trainer.pruner={pruner}", f"trainer.epochs={args.epochs}",
+        f"search={args.search}", "tracking.uri=null", f"search.wc={WC}", f"cost={args.cost}",
+    ]  # fmt: skip
+
+
+def run_search(folder: Path, seed: int, label: str, args: argparse.Namespace) -> Path:
+    """One search, as the command line runs it (``label``: a pruner, or the control); its run
+    folder."""
+    run = folder / f"seed{seed}-{label}"
+    run_dnc([f"hydra.run.dir={run}", *overrides(seed, label.removesuffix("-again"), args)])
     return run
+
+
+RETRAIN_OFFSET = 50_000
+"""Retraining ``k`` of seed ``s``'s pick trains with seed ``s * 100_003 + 50_000 + k``: no trial
+used it (a trial trains with ``s * 100_003 + number``), and the picks of a seed's three
+searches train with the same seeds."""
+
+
+def pick_loss(run: Path, cost_of: Path, seed: int, args: argparse.Namespace) -> float:
+    """The mean search loss of the search's pick (its best completed trial) trained again
+    ``args.retrain`` times with new seeds, on the data, space and trainer the search used: what
+    a user gets who trains the network the search found. The best search loss is the best of
+    many noisy trainings, so a search that completes more trials is flattered more. Only the
+    accuracy is retrained: the cost term is the pick's recorded one, re-scored with the cost
+    of ``cost_of`` (that seed's ``none`` search), as ``best_loss`` is; a retraining that
+    diverges counts as zero accuracy."""
+    import torch
+    from hydra import compose, initialize_config_module
+
+    from dnc.config import instantiate, typed
+    from dnc.plugins import Dataset, SearchSpace
+    from dnc.search.objective import evaluate, loss_terms, performance_term, search_loss
+    from dnc.train.settings import TrainerSettings, TrialDiverged
+
+    torch.set_num_threads(1)
+    cost = recorded_cost(load(open_storage(f"sqlite:///{cost_of}/optuna.db"), f"{SEARCH}/core"))
+    pick = ranked_trials(open_storage(f"sqlite:///{run}/optuna.db"), SEARCH, wc=WC, cost=cost)[0]
+    with initialize_config_module("dnc.conf", version_base="1.3"):
+        cfg = compose("config", overrides=overrides(seed, "none", args))
+    space = instantiate(cfg.search_space, SearchSpace, "search_space")
+    data = instantiate(cfg.dataset, Dataset, "dataset").load(seed)
+    trainer = typed(cfg.trainer, TrainerSettings)
+    fc = loss_terms(pick.figures, cost)[1]
+    losses = []
+    for k in range(args.retrain):
+        try:
+            figures = evaluate(
+                pick.candidate, space=space, data=data, cost=cost, wc=WC, trainer=trainer,
+                seed=seed * 100_003 + RETRAIN_OFFSET + k,
+            ).figures  # fmt: skip
+            fp = performance_term(figures["best_val_acc"])
+        except TrialDiverged:
+            fp = 1.0
+        losses.append(search_loss(fp, fc, WC))
+    return statistics.fmean(losses)
 
 
 def figures_of(run: Path, cost_of: Path) -> dict[str, Any]:
@@ -98,6 +162,22 @@ def standard_error(values: list[float]) -> float:
     return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else 0.0
 
 
+def pick_figures(
+    per_seed: dict[str, list[dict[str, Any]]], diffs: dict[str, list[float]], others: list[str]
+) -> dict[str, Any]:
+    """The JSON's figures of the picks trained again: each pruner's mean, and its paired
+    difference from ``none``'s (mean, standard error, seeds worse)."""
+    return {
+        "mean_pick_loss": {
+            p: round(statistics.fmean(f["pick_loss"] for f in rows), 4)
+            for p, rows in per_seed.items()
+        },
+        "pick_loss_diff": {p: round(statistics.fmean(diffs[p]), 4) for p in others},
+        "pick_loss_diff_se": {p: round(standard_error(diffs[p]), 4) for p in others},
+        "pick_seeds_worse": {p: sum(d > 0 for d in diffs[p]) for p in others},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -111,7 +191,19 @@ def main() -> None:
         "numparams (no timing noise: a seed's three searches start alike)",
     )
     parser.add_argument("--keep", type=Path, help="keep the searches' run folders here")
+    parser.add_argument(
+        "--control",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help=f"run none's search twice: the second ({CONTROL}) shows how far the measure "
+        "moves by chance",
+    )
+    parser.add_argument(
+        "--retrain", type=int, default=3, help="new trainings of each search's pick (0: none)"
+    )
     args = parser.parse_args()
+    if args.retrain < 0:
+        parser.error(f"--retrain {args.retrain}: give 0 or more")
     if args.keep is not None and args.keep.exists() and any(args.keep.iterdir()):
         parser.error(
             f"--keep {args.keep}: give a new or empty folder (a run folder there would "
@@ -120,20 +212,46 @@ def main() -> None:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dnc-bench-pruning-") as tmp:
         folder = args.keep or Path(tmp)
-        jobs = [(seed, pruner) for seed in range(args.seeds) for pruner in PRUNERS]
+        labels = [*PRUNERS, CONTROL] if args.control else list(PRUNERS)
+        others = labels[1:]  # each compared with none
+        # Seed by seed, each seed's searches in an order of their own (seeded): with --jobs 2
+        # a search's t_epoch depends on what runs beside it, and in a fixed order each label
+        # would always have the same neighbour (none beside median, the control beside
+        # hyperband: the control then differed from none by -0.07, s.e. 0.025).
+        jobs = [
+            (seed, label)
+            for seed in range(args.seeds)
+            for label in random.Random(seed).sample(labels, len(labels))
+        ]
         with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
             done = pool.map(lambda job: run_search(folder, *job, args), jobs)
             runs = dict(zip(jobs, done, strict=True))
         per_seed = {
             pruner: [figures_of(runs[(s, pruner)], runs[(s, "none")]) for s in range(args.seeds)]
-            for pruner in PRUNERS
+            for pruner in labels
         }
+        if args.retrain:
+            with concurrent.futures.ProcessPoolExecutor(args.jobs) as procs:
+                picks = procs.map(
+                    pick_loss,
+                    [runs[job] for job in jobs],
+                    [runs[(s, "none")] for s, _ in jobs],
+                    [s for s, _ in jobs],
+                    [args] * len(jobs),
+                )
+                for (s, pruner), loss in zip(jobs, picks, strict=True):
+                    per_seed[pruner][s]["pick_loss"] = loss
     total = {p: sum(f["epochs"] for f in rows) for p, rows in per_seed.items()}
     mean = {p: statistics.fmean(f["best_loss"] for f in rows) for p, rows in per_seed.items()}
-    paired = {  # per seed: a pruner's best loss minus none's
-        p: [f["best_loss"] - g["best_loss"] for f, g in zip(rows, per_seed["none"], strict=True)]
-        for p, rows in per_seed.items()
-    }
+
+    def paired(key: str) -> dict[str, list[float]]:
+        """Per pruner, per seed: its figure ``key`` minus ``none``'s."""
+        return {
+            p: [f[key] - g[key] for f, g in zip(rows, per_seed["none"], strict=True)]
+            for p, rows in per_seed.items()
+        }
+
+    diffs = paired("best_loss")
     stage_best = {
         p: {
             stage: round(statistics.fmean(f["stages"][stage]["best_loss"] for f in rows), 4)
@@ -142,13 +260,14 @@ def main() -> None:
         for p, rows in per_seed.items()
     }
     result = {
-        "epochs_ratio": {p: round(total[p] / total["none"], 4) for p in PRUNERS[1:]},
-        "best_loss_diff": {p: round(mean[p] - mean["none"], 4) for p in PRUNERS[1:]},
-        "best_loss_diff_se": {p: round(standard_error(paired[p]), 4) for p in PRUNERS[1:]},
-        "seeds_worse": {p: sum(d > 0 for d in paired[p]) for p in PRUNERS[1:]},
+        "epochs_ratio": {p: round(total[p] / total["none"], 4) for p in others},
+        "best_loss_diff": {p: round(mean[p] - mean["none"], 4) for p in others},
+        "best_loss_diff_se": {p: round(standard_error(diffs[p]), 4) for p in others},
+        "seeds_worse": {p: sum(d > 0 for d in diffs[p]) for p in others},
         "epochs": total,
         "mean_best_loss": {p: round(v, 4) for p, v in mean.items()},
         "stage_mean_best_loss": stage_best,
+        **(pick_figures(per_seed, paired("pick_loss"), others) if args.retrain else {}),
         "per_seed": per_seed,
         "settings": {
             "seeds": args.seeds,
@@ -157,17 +276,27 @@ def main() -> None:
             "cost": args.cost,
             "wc": WC,
             "jobs": args.jobs,
+            "retrain": args.retrain,
+            "control": args.control,
         },  # fmt: skip
         "machine": machine(),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    for pruner in PRUNERS[1:]:
+    for pruner in others:
         print(
             f"{pruner:>9}: {result['epochs_ratio'][pruner]:.3f} of the epochs, mean best loss "
             f"{result['best_loss_diff'][pruner]:+.4f} against none (s.e. "
             f"{result['best_loss_diff_se'][pruner]:.4f}; worse in {result['seeds_worse'][pruner]}"
             f" of {args.seeds} seeds)"
         )
+    if args.retrain:
+        for pruner in others:
+            print(
+                f"{pruner:>9}: its pick trained {args.retrain} more times: mean loss "
+                f"{result['pick_loss_diff'][pruner]:+.4f} against none's (s.e. "
+                f"{result['pick_loss_diff_se'][pruner]:.4f}; worse in "
+                f"{result['pick_seeds_worse'][pruner]} of {args.seeds} seeds)"
+            )
     for pruner, stages in stage_best.items():
         print(f"{pruner:>9}: mean best loss by stage {stages}")
     print(json.dumps(result))
