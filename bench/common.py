@@ -1,5 +1,6 @@
-"""What the benchmarks share: the machine line of their JSON, and a search run as a user runs it
-(``python -m dnc ...`` in a process of its own, torch on one thread)."""
+"""What the benchmarks share: the machine line of their JSON, a search run as a user runs it
+(``python -m dnc ...`` in a process of its own, torch on one thread), and the seeds with which
+a search's pick is trained again."""
 
 from __future__ import annotations
 
@@ -27,3 +28,11 @@ def run_dnc(overrides: Sequence[str]) -> None:
     proc = subprocess.run(command, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
+
+
+def retrain_seed(search_seed: int, k: int) -> int:
+    """The training seed of the ``k``-th new training of a pick of the search seeded
+    ``search_seed``: a trial trains with ``search_seed * 100_003 + number``
+    (``dnc.search.trial``), so no trial of that search used it, and the picks of every search
+    with that seed train again with the same seeds."""
+    return search_seed * 100_003 + 50_000 + k

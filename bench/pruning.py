@@ -51,7 +51,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import machine, run_dnc  # bench/common.py (this folder is on sys.path)
+from common import machine, retrain_seed, run_dnc  # bench/common.py (this folder is on sys.path)
 
 from dnc.search import records
 from dnc.search.ranking import ranked_trials
@@ -82,20 +82,14 @@ def run_search(folder: Path, seed: int, label: str, args: argparse.Namespace) ->
     return run
 
 
-RETRAIN_OFFSET = 50_000
-"""Retraining ``k`` of seed ``s``'s pick trains with seed ``s * 100_003 + 50_000 + k``: no trial
-used it (a trial trains with ``s * 100_003 + number``), and the picks of a seed's three
-searches train with the same seeds."""
-
-
 def pick_loss(run: Path, cost_of: Path, seed: int, args: argparse.Namespace) -> float:
     """The mean search loss of the search's pick (its best completed trial) trained again
-    ``args.retrain`` times with new seeds, on the data, space and trainer the search used: what
-    a user gets who trains the network the search found. The best search loss is the best of
-    many noisy trainings, so a search that completes more trials is flattered more. Only the
-    accuracy is retrained: the cost term is the pick's recorded one, re-scored with the cost
-    of ``cost_of`` (that seed's ``none`` search), as ``best_loss`` is; a retraining that
-    diverges counts as zero accuracy."""
+    ``args.retrain`` times with seeds no trial used (the same for every search of a seed), on
+    the data, space and trainer the search used: what a user gets who trains the network the
+    search found. The best search loss is the best of many noisy trainings, so a search that
+    completes more trials is flattered more. Only the accuracy is retrained: the cost term is
+    the pick's recorded one, re-scored with the cost of ``cost_of`` (that seed's ``none``
+    search), as ``best_loss`` is; a retraining that diverges counts as zero accuracy."""
     import torch
     from hydra import compose, initialize_config_module
 
@@ -118,7 +112,7 @@ def pick_loss(run: Path, cost_of: Path, seed: int, args: argparse.Namespace) -> 
         try:
             figures = evaluate(
                 pick.candidate, space=space, data=data, cost=cost, wc=WC, trainer=trainer,
-                seed=seed * 100_003 + RETRAIN_OFFSET + k,
+                seed=retrain_seed(seed, k),
             ).figures  # fmt: skip
             fp = performance_term(figures["best_val_acc"])
         except TrialDiverged:
@@ -215,7 +209,7 @@ def main() -> None:
         labels = [*PRUNERS, CONTROL] if args.control else list(PRUNERS)
         others = labels[1:]  # each compared with none
         # Seed by seed, each seed's searches in an order of their own (seeded): with --jobs 2
-        # a search's t_epoch depends on what runs beside it, and in a fixed order each label
+        # a search's t_epoch may depend on what runs beside it, and in a fixed order each label
         # would always have the same neighbour (none beside median, the control beside
         # hyperband: the control then differed from none by -0.07, s.e. 0.025).
         jobs = [

@@ -72,7 +72,7 @@ from typing import Any
 
 import optuna
 import torch
-from common import machine  # bench/common.py (this folder is on sys.path)
+from common import machine, retrain_seed  # bench/common.py (this folder is on sys.path)
 from quality_report import RESAMPLES, summarise, table, targets
 
 from dnc.bo.settings import BOSettings
@@ -261,12 +261,6 @@ def best_loss(
     return result.best[0].loss, pick, seconds
 
 
-RETRAIN_OFFSET = 50_000
-"""Retraining ``k`` of search seed ``s`` uses the training seed ``s * 100_003 + 50_000 + k``:
-a trial trains with ``s * 100_003 + number`` (``dnc.search.trial``), so no trial of the bench's
-searches used it, and every sampler's pick for seed ``s`` trains with the same seeds."""
-
-
 def pick_loss(setup: Setup, pick: Ranked, seed: int, retrain: int) -> float:
     """The mean search loss of the search's ``pick`` (its best ``Ranked`` row) trained
     ``retrain`` times with seeds no trial used: what the pick is worth to a user who trains it
@@ -287,7 +281,7 @@ def pick_loss(setup: Setup, pick: Ranked, seed: int, retrain: int) -> float:
                     cost=setup.cost,
                     wc=setup.problem.wc,
                     trainer=setup.trainer,
-                    seed=seed * 100_003 + RETRAIN_OFFSET + k,
+                    seed=retrain_seed(seed, k),
                 ).loss
             )
         except TrialDiverged:
