@@ -13,7 +13,7 @@ measure moves when nothing changes), seed by seed so that background load hits t
 - ``epochs``: the epochs trained by all its trials (``figures.epochs_run``, pruned ones
   included);
 - ``best_loss``: its best completed trial's search loss, re-scored with the cost of that seed's
-  ``none`` search (the same ``tbar_epoch`` for the three: the calibrations differ by timing
+  ``none`` search (the same ``tbar_epoch`` for all of them: the calibrations differ by timing
   noise);
 - per stage (core, arch, train): the mean of its best completed trial's loss, so re-scored
   (``stage_mean_best_loss``): where a pruner's loss arises;
@@ -30,7 +30,7 @@ control; the same for the picks trained again (``mean_pick_loss``, ``pick_loss_d
 ``pick_loss_diff_se``, ``pick_seeds_worse``); the per-seed figures, and the machine. Target
 (issue #16): at least 40% fewer epochs with a mean best loss within 0.01.
 
-With ``--cost numparams`` the cost has no timing noise, so a seed's three searches train the
+With ``--cost numparams`` the cost has no timing noise, so a seed's searches train the
 same candidates until a pruner first acts, and the differences are the pruners' own.
 
     python bench/pruning.py [--seeds 10] [--jobs 2] [--search default] [--epochs 15]
@@ -182,7 +182,7 @@ def main() -> None:
         "--cost",
         default="t_epoch",
         help="t_epoch (the default search's) or "
-        "numparams (no timing noise: a seed's three searches start alike)",
+        "numparams (no timing noise: a seed's searches start alike)",
     )
     parser.add_argument("--keep", type=Path, help="keep the searches' run folders here")
     parser.add_argument(
