@@ -15,20 +15,28 @@ compare exactly), ``wc=0.1``, ``--prior-states`` Sobol prior states + ``--steps`
 2. ``cold``: on ``dataset.preset=difficult``;
 3. ``warm``: on ``dataset.preset=difficult`` with ``search.warm_start.search=src`` (the same
    storage) and ``search.warm_start.candidates`` = ``--candidates``: the first trials are
-   ``src``'s best distinct candidates, then Sobol points; the same budget.
+   ``src``'s best distinct candidates, then Sobol points; the same budget;
+4. ``oracle`` (a control, ``--oracle``, on by default): the same as ``warm``, but started from
+   ``cold`` itself, so its first trials are the cold search's own best candidates trained
+   again (other training seeds). How soon it reaches the cold search's final best loss is
+   how soon any warm start could: that loss is the best of ``budget`` noisy trainings.
 
 Figures per seed: ``cold``: the trial (1-based, in trial order) at which the cold search found
-its final best loss; ``warm``: the first trial at which the warm search's loss is at most that
-loss (``budget + 1`` when it never is: counted as a miss); and the best loss after each trial.
-Last line: one JSON object with ``trials_to_cold_best`` (the means over seeds), the medians,
-misses, the mean best loss after 1, 2, 5, budget/2 and budget trials, per-seed figures, the
-settings and the machine. Target (issue #16): warm needs at most half the trials of cold.
+its final best loss; ``warm`` (and ``oracle``): the first trial at which that search's loss is
+at most that loss (``budget + 1`` when it never is: counted as a miss); and the best loss after
+each trial. Last line: one JSON object with ``trials_to_cold_best`` (the means over seeds),
+the medians, ``missed``, the mean best loss after 1, 2, 5, budget/2 and budget trials,
+per-seed figures, the settings and the machine. Target (issue #16): warm needs at most half
+the trials of cold.
 
 ``--classes`` takes fewer Morse classes (both presets); ``--warm-prior-states`` gives the warm
-search fewer prior states (its warm candidates, then Sobol) and as many more BO steps.
+searches fewer prior states (their warm candidates, then Sobol) and as many more BO steps;
+``--observations`` lets the warm search's GPs learn from the source's trials too
+(``search.warm_start.observations=true``); ``--keep`` keeps each seed's storage.
 
     python bench/warm_start.py [--seeds 10] [--jobs 2] [--quick] [--classes 64]
-                               [--warm-prior-states N]
+                               [--warm-prior-states N] [--observations] [--no-oracle]
+                               [--keep FOLDER]
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import multiprocessing
 import statistics
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 from common import machine  # bench/common.py (this folder is on sys.path)
@@ -91,23 +100,28 @@ def run_seed(seed: int, folder: str, args: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     _search("src", "baseline", seed, url, args).run()
     _search("cold", "difficult", seed, url, args).run()
-    warm = WarmStartSettings(search="src", candidates=args["candidates"])
+    warm = WarmStartSettings(
+        search="src", candidates=args["candidates"], observations=args["observations"]
+    )
     _search("warm", "difficult", seed, url, args, args["warm_prior"], warm_start=warm).run()
-    return {"seed": seed, **figures(url), "seconds": round(time.perf_counter() - started, 1)}
+    if args["oracle"]:
+        oracle = WarmStartSettings(search="cold", candidates=args["candidates"], observations=False)
+        _search("oracle", "difficult", seed, url, args, args["warm_prior"], warm_start=oracle).run()
+    row = figures(url, ("warm", "oracle") if args["oracle"] else ("warm",))
+    return {"seed": seed, **row, "seconds": round(time.perf_counter() - started, 1)}
 
 
-def figures(url: str) -> dict[str, Any]:
-    """Trials to the cold search's final best loss, for the cold and the warm search."""
+def figures(url: str, searches: tuple[str, ...] = ("warm",)) -> dict[str, Any]:
+    """Trials to the cold search's final best loss, for the cold search and ``searches``."""
+    from dnc.search import records
     from dnc.search.objective import score
     from dnc.search.storage import load, open_storage, recorded_cost
 
     storage = open_storage(url)
     cold_study = load(storage, f"cold/{STAGE}")
-    cost = recorded_cost(cold_study)  # both on the same data: one normaliser for both
+    cost = recorded_cost(cold_study)  # all on the same data: one normaliser for all
 
     def losses(search: str) -> list[float]:
-        from dnc.search import records
-
         out = []
         for t in load(storage, f"{search}/{STAGE}").get_trials(deepcopy=False):
             if not records.counts_against_budget(t):
@@ -116,20 +130,23 @@ def figures(url: str) -> dict[str, Any]:
             out.append(score(figs, WC, cost) if figs else math.inf)
         return out
 
-    cold, warm = losses("cold"), losses("warm")
+    cold = losses("cold")
     best = min(cold)
-    at = next(i for i, loss in enumerate(cold, 1) if loss <= best)
-    reached = [i for i, loss in enumerate(warm, 1) if loss <= best + 1e-12]
-    return {
-        "cold": at,
-        "warm": reached[0] if reached else len(warm) + 1,
-        "best_so_far": {"warm": _running_min(warm), "cold": _running_min(cold)},
-        "warm_reached": bool(reached),
+    row: dict[str, Any] = {
+        "cold": next(i for i, loss in enumerate(cold, 1) if loss <= best),
         "cold_best_loss": round(best, 4),
-        "warm_best_loss": round(min(warm), 4),
-        "warm_first_trial_loss": round(warm[0], 4),
         "cold_first_trial_loss": round(cold[0], 4),
+        "best_so_far": {"cold": _running_min(cold)},
     }
+    for name in searches:
+        mine = losses(name)
+        reached = [i for i, loss in enumerate(mine, 1) if loss <= best + 1e-12]
+        row[name] = reached[0] if reached else len(mine) + 1
+        row["best_so_far"][name] = _running_min(mine)
+        row[f"{name}_reached"] = bool(reached)
+        row[f"{name}_best_loss"] = round(min(mine), 4)
+        row[f"{name}_first_trial_loss"] = round(mine[0], 4)
+    return row
 
 
 def _running_min(losses: list[float]) -> list[float]:
@@ -159,7 +176,28 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="2 seeds, 3 epochs, 5 + 5 trials: a smoke run"
     )
+    parser.add_argument(
+        "--observations",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="the warm search's GPs learn from the source's trials too "
+        "(search.warm_start.observations)",
+    )
+    parser.add_argument(
+        "--oracle",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also warm-start a search from the cold search itself (the control)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, help="keep each seed's storage (seed<N>.db) in this folder"
+    )
     ns = parser.parse_args()
+    if ns.keep is not None and ns.keep.exists() and any(ns.keep.iterdir()):
+        parser.error(
+            f"--keep {ns.keep}: give a new or empty folder (a storage there would resume its "
+            "searches instead of running them)"
+        )
     if ns.quick:
         ns.epochs, ns.prior_states, ns.steps = 3, 5, 5
     ns.seeds = ns.seeds or (2 if ns.quick else 10)
@@ -170,6 +208,8 @@ def main() -> None:
         "candidates": ns.candidates,
         "classes": ns.classes,
         "warm_prior": ns.warm_prior_states,
+        "observations": ns.observations,
+        "oracle": ns.oracle,
     }
     from dnc.train.morse import Morse
 
@@ -177,25 +217,34 @@ def main() -> None:
         Morse(preset=preset, classes=ns.classes).load(0)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="dnc-bench-warm-") as tmp:
+        if ns.keep is not None:
+            ns.keep.mkdir(parents=True, exist_ok=True)
+            tmp = str(ns.keep.resolve())
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(ns.jobs, mp_context=context) as pool:
             jobs = [pool.submit(run_seed, seed, tmp, args) for seed in range(ns.seeds)]
             per_seed = [job.result() for job in jobs]
+    warm = ("warm", "oracle") if ns.oracle else ("warm",)
+    names = (*warm, "cold")
     for row in per_seed:
         print(
             f"seed {row['seed']:2d}: cold reached its best {row['cold_best_loss']:+.4f} at trial "
-            f"{row['cold']:2d}; warm at trial {row['warm']:2d}"
-            + ("" if row["warm_reached"] else " (never: counted as budget + 1)")
-            + f" (warm best {row['warm_best_loss']:+.4f})"
+            f"{row['cold']:2d}; "
+            + "; ".join(
+                f"{n} at trial {row[n]:2d}"
+                + ("" if row[f"{n}_reached"] else " (never: counted as budget + 1)")
+                + f" (its best {row[f'{n}_best_loss']:+.4f})"
+                for n in warm
+            )
         )
-    mean = {k: statistics.fmean(r[k] for r in per_seed) for k in ("warm", "cold")}
-    median = {k: statistics.median(r[k] for r in per_seed) for k in ("warm", "cold")}
+    mean = {k: statistics.fmean(r[k] for r in per_seed) for k in names}
+    median = {k: statistics.median(r[k] for r in per_seed) for k in names}
     budget = ns.prior_states + ns.steps
     marks = sorted({1, 2, 5, budget // 2, budget})
     after = {  # the mean over seeds of the best loss after k trials
         k: {
             s: round(statistics.fmean(r["best_so_far"][s][k - 1] for r in per_seed), 4)
-            for s in ("warm", "cold")
+            for s in names
         }
         for k in marks
     }
@@ -204,10 +253,9 @@ def main() -> None:
         "median_trials_to_cold_best": median,
         "ratio": round(mean["warm"] / mean["cold"], 3),
         "target_ratio": 0.5,
-        "warm_missed": sum(not r["warm_reached"] for r in per_seed),
+        "missed": {n: sum(not r[f"{n}_reached"] for r in per_seed) for n in warm},
         "mean_best_loss": {
-            "warm": round(statistics.fmean(r["warm_best_loss"] for r in per_seed), 4),
-            "cold": round(statistics.fmean(r["cold_best_loss"] for r in per_seed), 4),
+            n: round(statistics.fmean(r[f"{n}_best_loss"] for r in per_seed), 4) for n in names
         },
         "mean_best_loss_after_trials": after,
         "per_seed": per_seed,
@@ -227,12 +275,14 @@ def main() -> None:
         "seconds": round(time.perf_counter() - started, 1),
     }
     print(
-        f"trials to the cold search's final best loss, mean over {ns.seeds} seeds: warm "
-        f"{mean['warm']:.2f}, cold {mean['cold']:.2f} (ratio {result['ratio']:.2f}; target <= "
-        f"0.5); warm never reached it in {result['warm_missed']} seeds"
+        f"trials to the cold search's final best loss, mean over {ns.seeds} seeds: "
+        + ", ".join(f"{n} {mean[n]:.2f}" for n in names)
+        + f" (ratio warm/cold {result['ratio']:.2f}; target <= 0.5); never reached it: "
+        + ", ".join(f"{n} in {m} seeds" for n, m in result["missed"].items())
     )
     for k, v in after.items():
-        print(f"mean best loss after {k:2d} trials: warm {v['warm']:+.4f}, cold {v['cold']:+.4f}")
+        each = ", ".join(f"{n} {v[n]:+.4f}" for n in names)
+        print(f"mean best loss after {k:2d} trials: {each}")
     print(json.dumps(result))
 
 

@@ -13,6 +13,13 @@ standardised), with the paper's fixed hyperparameters or fitted by marginal like
   ``qLogNoisyExpectedHypervolumeImprovement`` of the front of ``(-log10 fp, -log10 fc)``, the
   finished candidates as its noisy baseline and the reference point a little worse than the
   worst of the observed front of feasible trials (BoTorch's ``infer_reference_point``).
+
+**A related task** (a warm start's source search, ``SourceTask``): each GP becomes a BoTorch
+``MultiTaskGP`` over this search's trials (task 0) and the source's (task 1), the ramp kernel
+times a learned correlation between the tasks (``PositiveIndexKernel``), each task's
+outcomes standardised on their own, with a mean and a noise of their own; it predicts task 0.
+The correlation, means and noises are fitted by marginal likelihood every step (the ramp
+kernel held), so the source counts for as much as this search's own trials show it deserves.
 """
 
 from __future__ import annotations
@@ -45,6 +52,32 @@ def log10_floored(values: Sequence[float]) -> torch.Tensor:
     return torch.tensor([max(v, floor) for v in values], dtype=torch.float64).log10().unsqueeze(-1)
 
 
+@dataclass(frozen=True)
+class SourceTask:
+    """Observations of a related task (a warm start's source search): ``m x d`` encoded
+    candidates, their targets as ``RampGPs.acquisition`` takes them (maximised), and each one's
+    ``(fp, fc)`` (``None`` where not recorded: such a row serves only the one-GP model)."""
+
+    x: torch.Tensor
+    targets: Sequence[float]
+    parts: Sequence[tuple[float, float] | None]
+
+    def outcome(self, name: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The rows and ``m' x 1`` outcomes of the GP called ``name`` (``loss``, ``fp`` or
+        ``fc``: the latter two in ``log10``, as ``log10_floored``); ``None`` with fewer than
+        two rows that have it."""
+        if name == "loss":
+            rows, values = list(range(len(self.targets))), list(self.targets)
+            y = torch.tensor(values, dtype=torch.float64).unsqueeze(-1)
+        else:
+            col = 0 if name == "fp" else 1
+            rows = [i for i, p in enumerate(self.parts) if p is not None]
+            y = log10_floored([self.parts[i][col] for i in rows])  # type: ignore[index]
+        if len(rows) < 2:
+            return None
+        return self.x[rows], y
+
+
 @dataclass
 class Acquisition:
     """An acquisition ready to score ``explore x 1 x d`` candidates, what it models (``split``
@@ -75,6 +108,7 @@ class RampGPs:
         noise: noise variance on the standardised outcome when not fitted.
         omega: the kernels' ``omega`` (the start of each fit with ``fit_kernel``).
         mc_samples: quasi-MC samples of ``qLogExpectedImprovement``.
+        source: a related task's observations (``None``: none); each GP is then a multi-task GP.
     """
 
     def __init__(
@@ -85,8 +119,10 @@ class RampGPs:
         noise: float,
         omega: float,
         mc_samples: int = 128,
+        source: SourceTask | None = None,
     ) -> None:
         self.encoder = encoder
+        self.source = source
         self.fit_kernel = fit_kernel
         self.noise = noise
         self.omega = omega
@@ -219,6 +255,14 @@ class RampGPs:
         """A ``SingleTaskGP`` with the ramp kernel on ``n x d`` inputs and ``n x 1`` outcomes,
         standardised; hyperparameters fixed, or fitted with ``fit_kernel`` (warm-started from
         the last fit of the outcome called ``name``)."""
+
+        source = self.source.outcome(name) if self.source is not None else None
+        if source is not None:
+            return self._multitask(train_x, train_y, *source, name)
+        return self._single(train_x, train_y, name)
+
+    def _single(self, train_x: torch.Tensor, train_y: torch.Tensor, name: str) -> SingleTaskGP:
+        """``fit`` on this task's trials alone."""
         from botorch.models import SingleTaskGP
         from botorch.models.transforms.outcome import Standardize
         from gpytorch.constraints import GreaterThan
@@ -242,7 +286,47 @@ class RampGPs:
         self._fit_mll(model, name)
         return model.eval()
 
-    def _fit_mll(self, model: SingleTaskGP, name: str) -> None:
+    def _multitask(
+        self,
+        train_x: torch.Tensor,
+        train_y: torch.Tensor,
+        source_x: torch.Tensor,
+        source_y: torch.Tensor,
+        name: str,
+    ) -> Any:
+        """A ``MultiTaskGP`` of this search's trials (task 0, the one it predicts) and the
+        source's (task 1): the ramp kernel times the tasks' correlation. The correlation, each
+        task's mean and noise are fitted by marginal likelihood (a noise fixed near 0 makes the
+        fit reproduce both tasks' trials exactly and so discount a source that agrees with
+        this task up to noise); the ramp kernel's hyperparameters are held at ``omega`` and
+        equal weights, even with ``fit_kernel``: fitted jointly with the correlation from a
+        few trials of this task, or on the source's trials alone, they ranked new candidates
+        worse than without the source (``tests/bo/test_source_task.py``)."""
+        from botorch.models import MultiTaskGP
+        from botorch.models.transforms.outcome import Standardize
+
+        d = train_x.shape[-1]
+        task = torch.cat([torch.zeros(len(train_x), 1), torch.ones(len(source_x), 1)]).double()
+        x = torch.cat([torch.cat([train_x, source_x]), task], dim=-1)
+        # Each task standardised on its own, then both in this search's units, so that one
+        # Standardize (which needs no task column to undo) serves both.
+        y = torch.cat([train_y, _rescaled(source_y, like=train_y)])
+        kernel = self.encoder.kernel(omega=self.omega)  # its own: MultiTaskGP sets active_dims
+        kernel.requires_grad_(False)
+        with torch.random.fork_rng():  # the task kernel starts from random values: seeded
+            torch.manual_seed(0)
+            model = MultiTaskGP(
+                x,
+                y,
+                task_feature=d,
+                covar_module=kernel,
+                output_tasks=[0],
+                outcome_transform=Standardize(m=1),
+            )
+        self._fit_mll(model, f"{name}@task")
+        return model.eval()
+
+    def _fit_mll(self, model: Any, name: str) -> None:
         """Maximise the marginal likelihood, starting from the previous step's fit (the data
         grew by about one trial, so this converges in a few iterations) or the paper's values."""
         from botorch.exceptions.errors import ModelFittingError
@@ -267,4 +351,10 @@ class RampGPs:
         self._fitted[name] = {k: v.detach().clone() for k, v in model.named_parameters()}
 
 
-__all__ = ["Acquisition", "RampGPs", "log10_floored"]
+def _rescaled(y: torch.Tensor, *, like: torch.Tensor) -> torch.Tensor:
+    """``y`` with the mean and standard deviation of ``like`` (each at least 2 values)."""
+    z = (y - y.mean()) / y.std().clamp_min(1e-8)
+    return like.mean() + like.std().clamp_min(1e-8) * z
+
+
+__all__ = ["Acquisition", "RampGPs", "SourceTask", "log10_floored"]

@@ -60,7 +60,7 @@ from optuna.trial import FrozenTrial, TrialState
 from dnc import optuna_compat
 from dnc.bo.draws import CandidateDraws, Point
 from dnc.bo.encoding import CandidateEncoder, probe_space, stage_features
-from dnc.bo.model import RampGPs
+from dnc.bo.model import RampGPs, SourceTask
 from dnc.bo.optimise import Proposal, maximise
 from dnc.bo.settings import BOSettings
 from dnc.plugins import Candidate, SearchSpace, candidate_key
@@ -137,6 +137,10 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             ``None``: one GP on the trial values (the paper).
         screen: whether a candidate may be proposed (a cost's ``feasible``, asked before
             training: ``dnc.search.objective.feasibility_screen``); ``None``: every one.
+        source: observations of a related task (a warm start's source search), each its
+            params for this space (the rest at ``base``), its search loss and its ``(fp, fc)``
+            (or ``None``); the GPs are then multi-task GPs over this study and the source
+            (``dnc.bo.model.SourceTask``). Rows that do not fit the features are left out.
 
     Example:
         >>> sampler = RampBOSampler(space=MLPSpace(), active=("core", "train"),
@@ -163,6 +167,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         warm_trials: int = 0,
         local_search: int = _DEFAULTS.local_search,
         screen: Callable[[Candidate], bool] | None = None,
+        source: Sequence[tuple[Mapping[str, Any], float, tuple[float, float] | None]] = (),
     ) -> None:
         if min(prior_states, warm_trials, local_search) < 0 or explore < 1:
             raise ValueError(
@@ -188,6 +193,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self.local_search = int(local_search)
         self.loss_parts = loss_parts
         self.screen = screen
+        self.source = list(source)
         self._lock = threading.RLock()
         self._chosen: dict[tuple[int, int], Proposal] = {}
         self._encoder: CandidateEncoder | None = None
@@ -257,6 +263,9 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                     info.update(observed=prop.observed, climbed=prop.climbed)
                 if prop.kernel is not None:
                     info["kernel"] = prop.kernel
+                source = self._gps.source if self._gps is not None else None
+                if prop.phase == "bo" and source is not None:
+                    info["source"] = len(source.targets)  # the related task's rows it learnt from
                 optuna_compat.set_trial_system_attr(study, trial, PHASE_ATTR, info)
             return self._chosen[key]
 
@@ -322,6 +331,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 noise=self.noise,
                 omega=self.omega,
                 mc_samples=self.mc_samples,
+                source=self._source_task(self._encoder),
             )
         self._draws = CandidateDraws(
             self.space,
@@ -334,6 +344,22 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             at_bounds=self.at_bounds,
             screen=self.screen,
         )
+
+    def _source_task(self, encoder: CandidateEncoder) -> SourceTask | None:
+        """The ``source`` observations encoded (``None``: none that fit)."""
+        rows, targets, parts = [], [], []
+        for params, loss, split in self.source:
+            try:
+                candidate = self.space.sample(ReplaySuggest(params, self.base))  # type: ignore[arg-type]
+                rows.append(encoder.encode_one({**params, **candidate}))
+            except (KeyError, ValueError, TypeError) as err:
+                log.debug("RampBOSampler: a source observation left out (%s)", err)
+                continue
+            targets.append(-float(loss))  # a dnc search loss, minimised; targets are maximised
+            parts.append(split)
+        if len(rows) < 2:
+            return None
+        return SourceTask(torch.tensor(rows, dtype=torch.float64), targets, parts)
 
     def _known(self, study: optuna.Study, t: FrozenTrial) -> _Known | None:
         """A trial's candidate and encoding: its ``candidate`` user attribute, else what this

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +13,7 @@ from dnc.plugins import Candidate, SearchSpace, UserError
 
 if TYPE_CHECKING:
     from dnc.search.objective import LossParts
+    from dnc.search.warm_start import Observation
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,8 @@ class SamplerContext:
     dnc search, how each trial's search loss splits into fp and fc (``loss_parts``) and how
     many of the first trials are a warm start's queued candidates (``warm_trials``: they count
     among the prior states), and which candidates may be proposed (``screen``: a cost's
-    feasibility before training; ``None``: all)."""
+    feasibility before training; ``None``: all), and a warm start's source trials for the
+    GPs to learn from (``source``, ``dnc.search.warm_start.Observation``s; the ramp BO only)."""
 
     space: SearchSpace
     groups: tuple[str, ...]
@@ -33,6 +35,7 @@ class SamplerContext:
     objective: str = "loss"  # "pareto": a two-objective study (dnc.search.pareto)
     warm_trials: int = 0
     screen: Callable[[Candidate], bool] | None = None
+    source: Sequence[Observation] = ()
 
 
 SamplerFactory = Callable[[SamplerContext], optuna.samplers.BaseSampler]
@@ -82,6 +85,7 @@ def _ramp(ctx: SamplerContext) -> optuna.samplers.BaseSampler:
         warm_trials=ctx.warm_trials,
         local_search=ctx.bo.local_search,
         screen=ctx.screen,
+        source=[(o.params, o.loss, o.parts) for o in ctx.source],
     )
 
 

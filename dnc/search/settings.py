@@ -114,6 +114,12 @@ class WarmStartSettings:
     this space's bounds are clamped to them, and a candidate with a choice this space lacks is
     skipped (each with a warning).
 
+    With ``observations`` the stage's ramp-BO GPs also learn from the source's completed
+    trials, as a related task whose correlation with this one they fit (a BoTorch
+    ``MultiTaskGP``), so its BO steps start from what the source learnt, not only from the
+    warm candidates (other samplers ignore it). Off by default: on the Morse baseline to
+    difficult transfer it measured no better (``bench/warm_start.py``).
+
     Example:
         >>> WarmStartSettings(search="morse-mlp", run_dir="outputs/morse-mlp/2026-12-01_10-00-00")
     """
@@ -122,6 +128,7 @@ class WarmStartSettings:
     storage: str | None = None
     run_dir: str | None = None
     candidates: int = 5
+    observations: bool = False
 
     def __post_init__(self) -> None:
         c = self.candidates
@@ -139,6 +146,10 @@ class WarmStartSettings:
             raise UserError(
                 f"search.warm_start.storage={self.storage!r}: give an SQLAlchemy URL such as "
                 "sqlite:///outputs/digits-mlp/2026-12-01_10-00-00/optuna.db"
+            )
+        if not isinstance(self.observations, bool):
+            raise UserError(
+                f"search.warm_start.observations={self.observations!r}: give true or false"
             )
         for key in ("search", "storage", "run_dir"):
             if getattr(self, key) == "":

@@ -143,7 +143,7 @@ class BOStage:
 
     def run(self, context: StageContext, study: optuna.Study) -> None:
         base = context.base(study, "stage")
-        warm = self._warm_start(context, study, base)
+        warm, observed = self._warm_start(context, study, base)
         index = [s.name for s in self.settings.stages].index(self.spec.name)
         study.sampler = make_sampler(
             self.sampler,
@@ -157,21 +157,23 @@ class BOStage:
                 objective=self.spec.objective,
                 warm_trials=len(warm),
                 screen=context.screen,
+                source=observed,
             ),
         )
         context.driver.run(study, self.spec.name, _BOSteps(self, context, base, warm))
 
     def _warm_start(
         self, context: StageContext, study: optuna.Study, base: Candidate
-    ) -> list[warm_start.Entry]:
-        """The warm-started candidates of this stage: planned once (the first worker to get
-        here), recorded on its study, and read back by every worker and on resume."""
+    ) -> tuple[list[warm_start.Entry], list[warm_start.Observation]]:
+        """The warm-started candidates of this stage and the source trials its GPs learn from:
+        planned once (the first worker to get here), recorded on its study, and read back by
+        every worker and on resume."""
         with context.lock():
             done = warm_start.recorded(study)
             if done is not None:
-                return done[1]
+                return done[1], warm_start.recorded_observations(study)
             if context.warm_source is None:
-                return []
+                return [], []
             entries = warm_start.plan(
                 context.warm_source,
                 space=context.space,
@@ -180,12 +182,18 @@ class BOStage:
                 tried=context.tried(),
                 slots=self.settings.warm_slots(),
             )
-            warm_start.record(study, context.warm_source.label, entries)
+            observed = []
+            if self.settings.warm_start.observations and self.sampler == "ramp":  # its GPs
+                observed = warm_start.observe(
+                    context.warm_source, space=context.space, groups=self.spec.groups, base=base
+                )
+            warm_start.record(study, context.warm_source.label, entries, observed)
+        learns = f", and its GPs learn from {len(observed)} of its trials" if observed else ""
         context.observer.message(
             f"warm start: stage {self.spec.name} trains {_trials(len(entries))} of "
-            f"{context.warm_source.label} first"
+            f"{context.warm_source.label} first{learns}"
         )
-        return entries
+        return entries, observed
 
 
 MAX_REPEATS = 5

@@ -18,11 +18,17 @@ candidates of a finished search first (the paper's CIFAR-10 to CIFAR-100 transfe
    trials answer the space's ``suggest_*`` calls with their params, so the sampler is not
    asked: they are the stage's first prior states, and the ramp BO's Sobol points follow from
    the first point on (``RampBOSampler(warm_trials=...)``).
+4. With ``observations`` (off by default), ``observe`` rebuilds every completed source trial
+   (up to ``MAX_OBSERVATIONS``, best first) the same way, with its search loss and ``(fp, fc)``,
+   and ``record`` keeps them beside the plan: the ramp BO's GPs learn from them as a related
+   task (``dnc.bo.model.SourceTask``), so its steps, not only its first trials, start from what
+   the source learnt. Recorded once, they are what every worker and a resumed stage use.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,17 +37,20 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from dnc.plugins import Candidate, SearchSpace, UserError, candidate_key
+from dnc.plugins import Candidate, CostEvaluator, SearchSpace, UserError, candidate_key
 from dnc.search import records
+from dnc.search.objective import loss_terms
 from dnc.search.ranking import ranked_trials
 from dnc.search.settings import WarmStartSettings
-from dnc.search.storage import load, open_storage, search_studies, searches_in
+from dnc.search.storage import load, open_storage, recorded_cost, search_studies, searches_in
 from dnc.secrets import mask_url
 from dnc.suggest import TransferSuggest
 
 log = logging.getLogger(__name__)
 
 KEY = "search.warm_start"
+MAX_OBSERVATIONS = 200
+"""The source trials (best first) a warm-started stage's GPs learn from, at most."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class SourceTrial:
     origin: str
     loss: float
     values: Mapping[str, Any]
+    parts: tuple[float, float] | None = None  # (fp, fc) under the source's own cost
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,17 @@ class Entry:
 
     origin: str
     params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A source trial as a warm-started stage's GPs see it: where it came from, its params
+    rebuilt for this stage, its search loss and ``(fp, fc)`` (``None``: not recorded)."""
+
+    origin: str
+    params: Mapping[str, Any]
+    loss: float
+    parts: tuple[float, float] | None
 
 
 def open_source(
@@ -201,20 +222,43 @@ def _completed(
     storage: optuna.storages.BaseStorage, search: str, studies: Sequence[str]
 ) -> list[SourceTrial]:
     """The completed trials of ``search``, best first (as ``ranked_trials`` ranks them: a
-    Pareto stage's for the search's ``wc``)."""
-    params = {}
+    Pareto stage's for the search's ``wc``), with their ``(fp, fc)`` where the source's cost
+    can say."""
+    params, costs = {}, {}
     for name in studies:
+        study = load(storage, name)
         stage = name.rsplit("/", 1)[-1]
-        for t in load(storage, name).get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        costs[stage] = _cost(study)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             params[(str(t.user_attrs.get(records.STAGE, stage)), t.number)] = t.params
     return [
         SourceTrial(
             f"{search}/{r.stage}/{r.number}",
             r.loss,
             {**r.candidate, **params.get((r.stage, r.number), {})},
+            _parts(r.figures, costs.get(r.stage)),
         )
         for r in ranked_trials(storage, search)
     ]
+
+
+def _cost(study: optuna.Study) -> CostEvaluator | None:
+    """The cost a source stage was scored with (``None``: not recorded, or not installed)."""
+    try:
+        return recorded_cost(study)
+    except UserError:
+        return None
+
+
+def _parts(figures: Mapping[str, float], cost: CostEvaluator | None) -> tuple[float, float] | None:
+    """A source trial's ``(fp, fc)`` (``None``: its cost is unknown, or the figures lack it)."""
+    if cost is None or not figures:
+        return None
+    try:
+        fp, fc = loss_terms(figures, cost)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (float(fp), float(fc)) if math.isfinite(fp) and math.isfinite(fc) else None
 
 
 def rebuild(
@@ -259,6 +303,24 @@ def plan(
     return entries
 
 
+def observe(
+    source: WarmSource, *, space: SearchSpace, groups: Sequence[str], base: Mapping[str, Any]
+) -> list[Observation]:
+    """The source's completed trials rebuilt for this stage (those that fit it; at most
+    ``MAX_OBSERVATIONS``, best first), as its GPs' observations of a related task."""
+    out: list[Observation] = []
+    for trial in source.trials:
+        if len(out) == MAX_OBSERVATIONS:
+            break
+        try:
+            _, params, _ = rebuild(trial, space, groups, base)
+        except (KeyError, ValueError, TypeError):
+            continue  # plan() warns of the best ones; the rest are only left out
+        if math.isfinite(trial.loss):
+            out.append(Observation(trial.origin, params, trial.loss, trial.parts))
+    return out
+
+
 def recorded(study: optuna.Study) -> tuple[str, list[Entry]] | None:
     """The warm start recorded on a stage's study: its source and entries (``None``: none)."""
     value = study.user_attrs.get(records.WARM_START)
@@ -268,13 +330,43 @@ def recorded(study: optuna.Study) -> tuple[str, list[Entry]] | None:
     return str(value.get("source", "")), entries
 
 
-def record(study: optuna.Study, source: str, entries: Sequence[Entry]) -> None:
+def recorded_observations(study: optuna.Study) -> list[Observation]:
+    """The source observations recorded with a stage's warm start (none when it has none)."""
+    value = study.user_attrs.get(records.WARM_START)
+    if not isinstance(value, Mapping):
+        return []
+    return [
+        Observation(
+            str(o["from"]),
+            dict(o["params"]),
+            float(o["loss"]),
+            None if o.get("parts") is None else (float(o["parts"][0]), float(o["parts"][1])),
+        )
+        for o in value.get("observations", [])
+    ]
+
+
+def record(
+    study: optuna.Study,
+    source: str,
+    entries: Sequence[Entry],
+    observations: Sequence[Observation] = (),
+) -> None:
     """Record the warm start on the stage's study (the caller holds the search's lock)."""
     study.set_user_attr(
         records.WARM_START,
         {
             "source": source,
             "entries": [{"from": e.origin, "params": dict(e.params)} for e in entries],
+            "observations": [
+                {
+                    "from": o.origin,
+                    "params": dict(o.params),
+                    "loss": o.loss,
+                    "parts": None if o.parts is None else list(o.parts),
+                }
+                for o in observations
+            ],
         },
     )
 
@@ -303,13 +395,17 @@ def queue_missing(
 
 
 __all__ = [
+    "MAX_OBSERVATIONS",
     "Entry",
+    "Observation",
     "SourceTrial",
     "WarmSource",
     "open_source",
     "plan",
+    "observe",
     "queue_missing",
     "rebuild",
     "record",
     "recorded",
+    "recorded_observations",
 ]

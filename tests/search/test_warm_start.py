@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from dnc.bo import RampBOSampler
 from dnc.bo.sampler import PHASE_ATTR
 from dnc.plugins import UserError
-from dnc.search import BOSettings, Search, SearchSettings, StageSpec, records
+from dnc.search import BOSettings, Search, SearchSettings, StageSpec, records, warm_start
 from dnc.search.cost import TEpoch
 from dnc.search.events import SearchObserver, TrialStarted
 from dnc.search.ranking import ranked_trials
@@ -68,7 +68,7 @@ def _morse() -> Morse:
 @pytest.fixture(scope="module")
 def warm(source, tmp_path_factory):
     """A ramp-BO search on Morse code started from ``src``'s best 2, its MLPs at most 50
-    wide (the source's wider layers are clamped)."""
+    wide (the source's wider layers are clamped), its GPs learning from ``src``'s trials."""
     tmp = tmp_path_factory.mktemp("warm")
     url = f"sqlite:///{tmp}/dst.db"
     search = _search(
@@ -78,7 +78,7 @@ def warm(source, tmp_path_factory):
         space=MLPSpace(hidden_nodes=(20, 50)),
         sampler="ramp",
         bo=BOSettings(prior_states=4, steps=1, explore=50),
-        warm_start=WarmStartSettings(storage=source, search="src", candidates=2),
+        warm_start=WarmStartSettings(storage=source, search="src", candidates=2, observations=True),
     )
     search.run()
     return optuna.load_study(study_name="dst/core", storage=url)
@@ -105,6 +105,37 @@ def test_the_first_trials_are_the_sources_best_rebuilt_then_sobol(source, warm):
     assert recorded["source"].startswith("src in sqlite:///")
     assert [e["from"] for e in recorded["entries"]] == origins[:2]
     assert warm.user_attrs[records.SETTINGS]["warm_start"] == recorded["source"]
+
+
+def test_the_bo_steps_learn_from_every_source_trial(source, warm):
+    """Each of the source's completed trials is recorded, rebuilt, with its loss and (fp, fc)
+    under the source's own cost; the BO step's GPs learnt from all of them."""
+    best = ranked_trials(open_storage(source), "src")
+    observed = warm_start.recorded_observations(warm)
+    assert [o.origin for o in observed] == [f"src/{r.key}" for r in best]
+    for obs, row in zip(observed, best, strict=True):
+        assert obs.loss == pytest.approx(row.loss)
+        fp, fc = obs.parts  # type: ignore[misc]
+        assert fp == pytest.approx(1 - row.figures["best_val_acc"] / 100)
+        assert 10**row.loss == pytest.approx(fp + 0.1 * fc)  # the source's wc, 0.1
+        assert all(1 <= obs.params[k] <= 50 for k in obs.params if k.startswith("hidden_"))
+    step = warm.get_trials()[-1].system_attrs[PHASE_ATTR]
+    assert step["phase"] == "bo" and step["source"] == len(best)
+
+
+def test_by_default_only_the_candidates_carry_over(source, tmp_path):
+    url = f"sqlite:///{tmp_path}/dst.db"
+    ws = WarmStartSettings(storage=source, search="src", candidates=2)  # observations: off
+    _search(
+        url, "dst", sampler="ramp", bo=BOSettings(prior_states=2, steps=1, explore=50),
+        warm_start=ws,
+    ).run()  # fmt: skip
+    study = optuna.load_study(study_name="dst/core", storage=url)
+    assert warm_start.recorded_observations(study) == []
+    assert [t.system_attrs.get(PHASE_ATTR, {}).get("phase") for t in study.trials] == [
+        None, None, "bo",
+    ]  # fmt: skip
+    assert "source" not in study.trials[-1].system_attrs[PHASE_ATTR]
 
 
 def test_the_sobol_points_follow_the_warm_trials():
@@ -138,6 +169,8 @@ def test_settings_are_checked():
         WarmStartSettings(storage="sqlite:///a.db", run_dir="b")
     with pytest.raises(UserError, match=r"search.warm_start.storage='a.db': give an SQLAlch"):
         WarmStartSettings(storage="a.db")
+    with pytest.raises(UserError, match=r"observations='yes': give true or false"):
+        WarmStartSettings(search="a", observations="yes")  # type: ignore[arg-type]
     with pytest.raises(UserError, match="no bo stage"):
         SearchSettings(
             stages=(StageSpec("arch", kind="grid"),), warm_start=WarmStartSettings(search="a")
@@ -241,7 +274,7 @@ WORKER = textwrap.dedent(
     (ready / str(os.getpid())).touch()
     while len(list(ready.iterdir())) < int(sys.argv[4]):
         time.sleep(0.005)
-    steps = _BOSteps(stage, context, {}, stage._warm_start(context, study, {}))
+    steps = _BOSteps(stage, context, {}, stage._warm_start(context, study, {})[0])
     while (step := steps.next(study)) is not Wait.DONE:
         if step is Wait.LATER:
             time.sleep(0.01)
