@@ -120,3 +120,33 @@ def test_the_sampler_learns_from_the_source_and_says_so() -> None:
     assert [t.params for t in cold.trials[:3]] == [t.params for t in study.trials[:3]]
     again = _study([*source, bad])  # reproducible: the task kernel starts seeded
     assert [t.params for t in again.trials] == [t.params for t in study.trials]
+
+
+@pytest.mark.parametrize("model", ["loss", "split", "pareto"])
+def test_every_acquisition_takes_a_source(model: str) -> None:
+    """The one-GP model, the split model and a Pareto stage's front each score candidates
+    (finite log values) with GPs that learn from a source, running trials pending."""
+    encoder = _encoder()
+    train, others, test = _candidates(5, 1), _candidates(12, 3), _candidates(30, 2)
+
+    def parts(c: dict) -> tuple[float, float]:
+        return 0.2 + 0.01 * _quality(c) ** 2, 1 + sum(
+            v for k, v in c.items() if k.startswith("hidden_")
+        )
+
+    source = SourceTask(
+        encoder.encode(others), [-_quality(c) for c in others], [parts(c) for c in others]
+    )
+    gps = RampGPs(encoder, fit_kernel=False, noise=1e-4, omega=1.5, source=source)
+    acq = gps.acquisition(
+        encoder.encode(train),
+        [-_quality(c) for c in train],
+        parts=None if model == "loss" else [parts(c) for c in train],
+        wc=0.1,
+        x_pending=encoder.encode(test[:1]),
+        pareto=model == "pareto",
+    )
+    with torch.no_grad():
+        values = acq.function(encoder.encode(test)[:, None])
+    assert values.shape == (30,) and bool(torch.isfinite(values).all()), values
+    assert set(acq.gps) == ({"loss"} if model == "loss" else {"fp", "fc"})
