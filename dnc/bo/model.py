@@ -251,11 +251,11 @@ class RampGPs:
             self._fixed_kernel = self.encoder.kernel(omega=self.omega)
         return self._fixed_kernel
 
-    def fit(self, train_x: torch.Tensor, train_y: torch.Tensor, name: str = "loss") -> SingleTaskGP:
+    def fit(self, train_x: torch.Tensor, train_y: torch.Tensor, name: str = "loss") -> Any:
         """A ``SingleTaskGP`` with the ramp kernel on ``n x d`` inputs and ``n x 1`` outcomes,
         standardised; hyperparameters fixed, or fitted with ``fit_kernel`` (warm-started from
-        the last fit of the outcome called ``name``)."""
-
+        the last fit of the outcome called ``name``). With a ``source`` that has this outcome
+        for at least two rows, a ``MultiTaskGP`` of both tasks instead (``_multitask``)."""
         source = self.source.outcome(name) if self.source is not None else None
         if source is not None:
             return self._multitask(train_x, train_y, *source, name)
