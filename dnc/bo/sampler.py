@@ -48,8 +48,8 @@ import math
 import random
 import threading
 from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 import optuna
 import torch
@@ -60,11 +60,11 @@ from optuna.trial import FrozenTrial, TrialState
 from dnc import optuna_compat
 from dnc.bo.draws import CandidateDraws, Point
 from dnc.bo.encoding import CandidateEncoder, probe_space, stage_features
-from dnc.bo.model import RampGPs, SourceTask
+from dnc.bo.history import History, LossSplit, SourceRow, TrialReader
+from dnc.bo.model import RampGPs
 from dnc.bo.optimise import Proposal, maximise
 from dnc.bo.settings import BOSettings
-from dnc.plugins import Candidate, SearchSpace, candidate_key
-from dnc.suggest import ReplaySuggest
+from dnc.plugins import Candidate, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -72,19 +72,6 @@ PHASE_ATTR = "dnc.bo"
 """Trial system attribute recording how the sampler chose the trial's candidate."""
 
 _DEFAULTS = BOSettings()
-
-
-class LossSplit(Protocol):
-    """How a trial's search loss ``log10(fp + wc * fc)`` splits, for the split model
-    (``dnc.search.LossParts`` is one): ``parts(trial)`` gives a finished trial's ``(fp, fc)``
-    from what it recorded, or ``None`` when it did not record them (a step with such a trial
-    falls back to one GP on the trial values). The study must minimise the loss."""
-
-    @property
-    def wc(self) -> float: ...
-
-    @property
-    def parts(self) -> Callable[[FrozenTrial], tuple[float, float] | None]: ...
 
 
 @contextlib.contextmanager
@@ -98,17 +85,6 @@ def _one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-@dataclass(frozen=True)
-class _Known:
-    """A finished or running trial as the GP sees it."""
-
-    row: list[float]  # the encoded candidate
-    key: Hashable
-    parts: tuple[float, float] | None = None  # (fp, fc) of a finished trial, for the split model
-    params: Mapping[str, Any] | None = None  # its searched params (a start of the local search)
-    feasible: bool = True  # meets the constraints it records (Optuna's; a Pareto stage's cost)
 
 
 class RampBOSampler(optuna.samplers.BaseSampler):
@@ -167,7 +143,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         warm_trials: int = 0,
         local_search: int = _DEFAULTS.local_search,
         screen: Callable[[Candidate], bool] | None = None,
-        source: Sequence[tuple[Mapping[str, Any], float, tuple[float, float] | None]] = (),
+        source: Sequence[SourceRow] = (),
     ) -> None:
         if min(prior_states, warm_trials, local_search) < 0 or explore < 1:
             raise ValueError(
@@ -199,6 +175,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         self._encoder: CandidateEncoder | None = None
         self._draws: CandidateDraws | None = None  # set up on the first proposal
         self._fallback = optuna.samplers.RandomSampler(seed=self.seed)
+        self._reader: TrialReader | None = None  # set up with the encoder
         self._gps: RampGPs | None = None  # set up with the encoder; lives as long as the sampler
 
     # -- Optuna's sampler interface -----------------------------------------------------------
@@ -276,47 +253,15 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         if not front and self.loss_parts is not None and study.direction != StudyDirection.MINIMIZE:
             raise ValueError("RampBOSampler: loss_parts needs a study that minimises the loss")
         self._setup()
-        finished: list[_Known] = []
-        outcomes: list[float] = []
-        pending: list[_Known] = []
-        failed: list[_Known] = []
-        for t in study.get_trials(deepcopy=False):
-            if t.number == trial.number:
-                continue
-            if _observed(t):
-                known = self._known(study, t)
-                if known is not None:
-                    if self.loss_parts is not None:
-                        known = replace(known, parts=self._parts(t))
-                    known = replace(known, feasible=optuna_compat.feasible(t))
-                    if front and known.parts is None:
-                        continue  # no figures: nothing to model on a front
-                    finished.append(known)
-                    outcomes.append(float(t.values[0]))
-            elif t.state == TrialState.RUNNING:
-                known = self._known(study, t)
-                if known is not None:
-                    pending.append(known)
-            elif t.state == TrialState.FAIL:  # not data, but not worth proposing again
-                known = self._known(study, t)
-                if known is not None:
-                    failed.append(known)
-        taken = {k.key for k in (*finished, *pending, *failed)}
-        if trial.number < self.prior_states or len(finished) < 2 or self._encoder is None:
-            return self._prior(trial.number, taken)
+        assert self._reader is not None
+        sid = optuna_compat.study_id(study)
+        seen = self._reader.read(study, trial, lambda n: self._chosen.get((sid, n)), front)
+        if trial.number < self.prior_states or len(seen.finished) < 2 or self._encoder is None:
+            return self._prior(trial.number, seen.taken)
         sign = -1.0 if study.directions[0] == StudyDirection.MINIMIZE else 1.0
-        targets = [sign * y for y in outcomes]
-        prop = self._bo(trial.number, finished, targets, pending, taken, front)
-        return replace(prop, observed=len(finished)) if prop.phase == "bo" else prop
-
-    def _parts(self, t: FrozenTrial) -> tuple[float, float] | None:
-        """A finished trial's ``(fp, fc)`` for the split model (``None``: not recorded, or not
-        finite and non-negative)."""
-        assert self.loss_parts is not None
-        parts = self.loss_parts.parts(t)
-        if parts is None or not all(math.isfinite(v) and v >= 0 for v in parts):
-            return None
-        return float(parts[0]), float(parts[1])
+        targets = [sign * y for y in seen.outcomes]
+        prop = self._bo(trial.number, seen, targets, front)
+        return replace(prop, observed=len(seen.finished)) if prop.phase == "bo" else prop
 
     def _setup(self) -> None:
         if self._draws is not None:
@@ -324,6 +269,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
         probe = probe_space(self.space, self.active, self.base, seed=self.seed)
         features = stage_features(tuple(self.space.kernel_features()), probe.records)
         self._encoder = CandidateEncoder(features) if features else None
+        self._reader = TrialReader(self.space, self.base, self._encoder, self.loss_parts)
         if self._encoder is not None:
             self._gps = RampGPs(
                 self._encoder,
@@ -331,7 +277,7 @@ class RampBOSampler(optuna.samplers.BaseSampler):
                 noise=self.noise,
                 omega=self.omega,
                 mc_samples=self.mc_samples,
-                source=self._source_task(self._encoder),
+                source=self._reader.source(self.source),
             )
         self._draws = CandidateDraws(
             self.space,
@@ -345,43 +291,6 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             screen=self.screen,
         )
 
-    def _source_task(self, encoder: CandidateEncoder) -> SourceTask | None:
-        """The ``source`` observations encoded (``None``: none that fit)."""
-        rows, targets, parts = [], [], []
-        for params, loss, split in self.source:
-            try:
-                candidate = self.space.sample(ReplaySuggest(params, self.base))  # type: ignore[arg-type]
-                rows.append(encoder.encode_one({**params, **candidate}))
-            except (KeyError, ValueError, TypeError) as err:
-                log.debug("RampBOSampler: a source observation left out (%s)", err)
-                continue
-            targets.append(-float(loss))  # a dnc search loss, minimised; targets are maximised
-            parts.append(split)
-        if len(rows) < 2:
-            return None
-        return SourceTask(torch.tensor(rows, dtype=torch.float64), targets, parts)
-
-    def _known(self, study: optuna.Study, t: FrozenTrial) -> _Known | None:
-        """A trial's candidate and encoding: its ``candidate`` user attribute, else what this
-        sampler chose for it, else the space replayed on its params (``None``: nothing known
-        yet, or it does not fit the features)."""
-        own = self._chosen.get((optuna_compat.study_id(study), t.number))
-        candidate = t.user_attrs.get("candidate")
-        params = t.params or (own.params if own is not None else {})
-        try:
-            if not isinstance(candidate, Mapping):
-                if own is not None:
-                    candidate = own.candidate
-                elif t.params:
-                    candidate = self.space.sample(ReplaySuggest(t.params, self.base))  # type: ignore[arg-type]
-                else:
-                    return None  # a trial that has not sampled anything yet
-            row = self._encoder.encode_one({**params, **candidate}) if self._encoder else []
-        except (KeyError, ValueError, TypeError) as err:
-            log.warning("RampBOSampler: trial %d left out of the GP (%s)", t.number, err)
-            return None
-        return _Known(row, candidate_key(candidate), params=params)
-
     def _prior(self, number: int, taken: set[Hashable]) -> Proposal:
         assert self._draws is not None
         point = number - self.warm_trials if number >= self.warm_trials else number
@@ -391,12 +300,11 @@ class RampBOSampler(optuna.samplers.BaseSampler):
     def _bo(
         self,
         number: int,
-        finished: list[_Known],
+        seen: History,
         targets: list[float],
-        pending: list[_Known],
-        taken: set[Hashable],
         front: bool = False,
     ) -> Proposal:
+        finished, pending, taken = seen.finished, seen.pending, seen.taken
         encoder, draws = self._encoder, self._draws
         assert encoder is not None and self._gps is not None and draws is not None
         points = draws.explore(number, taken)
@@ -432,14 +340,6 @@ class RampBOSampler(optuna.samplers.BaseSampler):
             point.params, point.candidate, "bo", value, len(pending), kernel, acq.model,
             climbed=climbed,
         )  # fmt: skip
-
-
-def _observed(trial: FrozenTrial) -> bool:
-    """A trial the model learns from: completed, or stopped early by a pruner (Optuna records
-    its last reported value; a trial given up as a duplicate has none), with finite values."""
-    done = trial.state == TrialState.COMPLETE or trial.state == TrialState.PRUNED
-    values = trial.values
-    return done and values is not None and all(math.isfinite(v) for v in values)
 
 
 __all__ = ["PHASE_ATTR", "LossSplit", "Proposal", "RampBOSampler"]

@@ -441,7 +441,8 @@ def test_split_model_reproduces_the_recorded_losses() -> None:
     info = [t.system_attrs[PHASE_ATTR] for t in study.trials]
     assert [i["phase"] for i in info] == ["prior"] * 6 + ["bo"] * 3
     assert {i["model"] for i in info[6:]} == {"split"}
-    known = [sampler._known(study, t) for t in study.trials]
+    assert sampler._reader is not None
+    known = [sampler._reader.known(t) for t in study.trials]
     x = torch.tensor([k.row for k in known if k is not None], dtype=torch.float64)
     assert sampler._gps is not None
     models, objective, best, _ = sampler._gps.split(

@@ -85,11 +85,19 @@ def test_three_workers_share_the_default_search(three_workers, mlflow_uri):
     assert len(_calibrated_by(cwd, 3)) == 1, "tbar_epoch=auto is calibrated once"
 
 
-def _wait_for(predicate, timeout: float = 300, every: float = 0.05) -> None:
+def _wait_for(predicate, cwd: Path, procs, timeout: float = 300, every: float = 0.05):
+    """``predicate()`` once it is truthy; fails with the workers' logs after ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
+    while not (found := predicate()):
+        if time.monotonic() > deadline:
+            logs = "\n".join(
+                f"--- worker {i} ({'running' if p.poll() is None else f'exit {p.returncode}'}):\n"
+                + (cwd / f"worker{i}.log").read_text()[-3000:]
+                for i, p in enumerate(procs)
+            )
+            raise AssertionError(f"timed out waiting for the workers:\n{logs}")
         time.sleep(every)
+    return found
 
 
 def _running_of(url: str, study: str, worker: str) -> list[int]:
@@ -122,9 +130,18 @@ def test_killed_workers_lose_nothing(tmp_path, postgres_url, mlflow_uri):
         f"tracking.experiment={experiment}",
     )
     procs = start_workers(tmp_path, 3, *common)
+
+    def training_core() -> tuple[int, int] | None:  # a live worker and its core trial
+        for i, p in enumerate(procs):
+            if p.poll() is None and (
+                running := _running_of(postgres_url, "digits-mlp/core", f"w{i}@")
+            ):
+                return i, running[0]
+        return None
+
     victim = None
-    for index in (0, 1):  # a trial that ends between the look and the kill: the next worker
-        _wait_for(lambda i=index: bool(_running_of(postgres_url, "digits-mlp/core", f"w{i}@")))
+    for _ in range(2):  # a trial that ends between the look and the kill: try another worker
+        index, _number = _wait_for(training_core, tmp_path, procs)
         procs[index].send_signal(signal.SIGKILL)
         procs[index].wait(timeout=30)
         left = _running_of(postgres_url, "digits-mlp/core", f"w{index}@")  # what it was training
@@ -133,9 +150,10 @@ def test_killed_workers_lose_nothing(tmp_path, postgres_url, mlflow_uri):
             break
     assert victim is not None, "two workers in a row were killed between trials"
     # the others go on; once the grid stage runs, kill them too
-    _wait_for(lambda: _running_of(postgres_url, "digits-mlp/arch", "w"))
-    for p in procs[1:]:
-        p.send_signal(signal.SIGKILL)
+    _wait_for(lambda: _running_of(postgres_url, "digits-mlp/arch", "w"), tmp_path, procs)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGKILL)
     for p in procs:
         p.wait(timeout=30)
     storage = open_storage(postgres_url)
