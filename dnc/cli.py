@@ -59,30 +59,70 @@ class Interrupted(KeyboardInterrupt):
 def stop_on_signals(grace_s: float = 8.0) -> Iterator[None]:
     """In the block, the first SIGTERM or SIGINT raises ``Interrupted`` in the main thread; the
     clean-up that follows has ``grace_s`` seconds, after which, or at a second signal, the
-    process exits at once with ``128 + signal``. Outside a main thread it does nothing."""
+    process exits at once with ``128 + signal``. Outside a main thread it does nothing.
+
+    Python runs a signal's handler between any two bytecodes, a finaliser's included (a
+    ``__del__``, a weakref callback such as SQLAlchemy's), and an exception raised inside a
+    finaliser is printed as "Exception ignored" and dropped. Such an ``Interrupted`` is sent
+    again (``sys.unraisablehook``), so the signal still stops the block."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {s: signal.getsignal(s) for s in signals}
+    previous_hook = sys.unraisablehook
+    received: list[int] = []  # the first signal
+    dropped: list[int] = []  # it again, while its Interrupted, swallowed by a finaliser, is resent
+    hooking = [False]
 
-    def at_once(signum: int, frame: object) -> None:
+    def exit_now(signum: int) -> None:
         os.write(2, b"dnc: stopped at once; run the same command again to resume\n")
         os._exit(128 + signum)
 
+    def resend(signum: int) -> None:
+        """Send the signal again from another thread: its handler runs in the main thread at
+        the next bytecode past the finaliser (and this hook) that swallowed it."""
+        dropped[:] = [signum]
+        timer = threading.Timer(0.01, os.kill, args=(os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+
+    def at_once(signum: int, frame: object) -> None:
+        if dropped:  # not a second signal: the first one, sent again
+            if hooking[0]:
+                resend(dropped[0])
+                return
+            raise Interrupted(dropped.pop())
+        exit_now(signum)
+
     def first(signum: int, frame: object) -> None:
+        received.append(signum)
         for s in signals:
             signal.signal(s, at_once)
-        timer = threading.Timer(grace_s, at_once, args=(signum, None))
+        timer = threading.Timer(grace_s, exit_now, args=(signum,))
         timer.daemon = True
         timer.start()
         raise Interrupted(signum)
 
+    def swallowed(unraisable: Any) -> None:
+        if not isinstance(unraisable.exc_value, Interrupted):
+            previous_hook(unraisable)
+            return
+        hooking[0] = True
+        try:
+            resend(unraisable.exc_value.signum)
+        finally:
+            hooking[0] = False
+
     for s in signals:
         signal.signal(s, first)
+    sys.unraisablehook = swallowed
     try:
         yield
+        if received:  # the block ended, yet a signal came: it was lost on its way
+            raise Interrupted(received[0])
     finally:
+        sys.unraisablehook = previous_hook
         for s, handler in previous.items():
             signal.signal(s, handler)
 

@@ -130,6 +130,29 @@ except Interrupted as err:
 """
 
 
+_IN_A_FINALISER = """
+import os, signal, sys, time
+from dnc.cli import Interrupted, stop_on_signals
+
+
+class Dropped:
+    def __del__(self):  # the signal lands while a finaliser runs (as in SQLAlchemy's weakrefs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):
+            pass
+
+
+try:
+    with stop_on_signals():
+        Dropped()
+        time.sleep(30)
+        print("not interrupted", flush=True)
+except Interrupted as err:
+    print(err, err.exit_code, flush=True)
+    sys.exit(err.exit_code)
+"""
+
+
 def _until(proc: subprocess.Popen[str], line: str) -> None:
     assert proc.stdout is not None
     assert proc.stdout.readline().strip() == line
@@ -153,6 +176,15 @@ def test_ctrl_c_is_interrupted_with_status_130(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 130 and out.strip().endswith("SIGINT 130"), out
+
+
+def test_a_signal_that_lands_in_a_finaliser_still_interrupts(tmp_path):
+    """Python drops an exception raised in a ``__del__`` or weakref callback: the signal's
+    ``Interrupted`` is sent again, instead of the search going on to the end and exiting 0."""
+    proc = _popen(tmp_path, [sys.executable, "-c", _IN_A_FINALISER])
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, out.strip()) == (143, "SIGTERM 143"), (out, err)
+    assert "Exception ignored" not in err, err
 
 
 def test_a_second_ctrl_c_exits_at_once(tmp_path):
