@@ -74,6 +74,7 @@ def stop_on_signals(grace_s: float = 8.0) -> Iterator[None]:
     received: list[int] = []  # the first signal
     dropped: list[int] = []  # it again, while its Interrupted, swallowed by a finaliser, is resent
     hooking = [False]
+    resending: list[threading.Timer] = []
 
     def exit_now(signum: int) -> None:
         os.write(2, b"dnc: stopped at once; run the same command again to resume\n")
@@ -86,6 +87,7 @@ def stop_on_signals(grace_s: float = 8.0) -> Iterator[None]:
         timer = threading.Timer(0.01, os.kill, args=(os.getpid(), signum))
         timer.daemon = True
         timer.start()
+        resending.append(timer)
 
     def at_once(signum: int, frame: object) -> None:
         if dropped:  # not a second signal: the first one, sent again
@@ -122,6 +124,8 @@ def stop_on_signals(grace_s: float = 8.0) -> Iterator[None]:
         if received:  # the block ended, yet a signal came: it was lost on its way
             raise Interrupted(received[0])
     finally:
+        for timer in resending:  # the block is over: a resent signal must not kill the process
+            timer.cancel()
         sys.unraisablehook = previous_hook
         for s, handler in previous.items():
             signal.signal(s, handler)
