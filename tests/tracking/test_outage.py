@@ -131,7 +131,9 @@ def _completed(db: Path) -> int:
 def _wait_for(proc: subprocess.Popen[str], db: Path, trials: int) -> None:
     deadline = time.monotonic() + 300
     while _completed(db) < trials:
-        assert proc.poll() is None, "the search ended early"
+        if proc.poll() is not None:
+            out, _ = proc.communicate()
+            raise AssertionError(f"the search ended early, with {_completed(db)} trials:\n{out}")
         assert time.monotonic() < deadline, f"{trials} trials did not complete"
         time.sleep(0.05)
 
@@ -175,7 +177,8 @@ def test_the_search_goes_on_through_an_outage_and_mlflow_catches_up(tmp_path, ml
     search = _start_search(tmp_path, server.uri, experiment)
     try:
         _wait_for(search, db, 1)
-        server.stop()
+        with _held(search):  # its trials are fast: it must not end while the server stops
+            server.stop()
         _wait_for(search, db, _completed(db) + 2)  # trials finish while MLflow is away
         with _held(search):  # the search is still running when MLflow is back
             server.start()
@@ -196,7 +199,8 @@ def test_runs_missed_to_the_end_are_written_by_dnc_sync(tmp_path, mlflow_up):
     search = _start_search(tmp_path, server.uri, experiment, "search=quick")
     try:
         _wait_for(search, tmp_path / "optuna.db", 1)
-        server.stop()
+        with _held(search):  # it must not end before the server has stopped
+            server.stop()
         out, _ = search.communicate(timeout=600)
     finally:
         _kill(search)
