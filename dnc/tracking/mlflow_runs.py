@@ -101,7 +101,7 @@ class MlflowRuns:
         self.search_run = ""
         self._stage_runs: dict[str, str] = {}  # stage name -> run id
         self._open_trials: dict[tuple[str, int], str] = {}  # (stage, trial number) -> run id
-        self._live_stages: set[str] = set()  # stages running in this process
+        self._live_stages: dict[str, dict[str, Any]] = {}  # stages running here: their params
         self._storage: Any = None  # the search ``sync`` writes by default: storage and name
         self._search = ""
 
@@ -203,15 +203,16 @@ class MlflowRuns:
                 study = first if name == names[0] else load(storage, name)
                 stage = name.rsplit("/", 1)[1]
                 done = [t for t in study.get_trials(deepcopy=False) if records.ended(t)]
-                if live and not done and not study.user_attrs.get(records.MLFLOW_STAGE_RUN):
-                    continue  # its stage_started creates its run, with the stage's params
+                recorded = study.user_attrs.get(records.MLFLOW_STAGE_RUN)
+                if live and not done and not recorded and stage not in self._live_stages:
+                    continue  # its stage_started makes its run (made here if the store was down)
                 stage_run = self._ensure(
                     study,
                     records.MLFLOW_STAGE_RUN,
                     lambda study=study, stage=stage: self._create(  # type: ignore[misc]
                         f"{stage} · {self.search_label}",
                         stage_tags(study.study_name, stage, search_run),
-                        {"wc": settings.get("wc")},
+                        {**self._live_stages.get(stage, {}), "wc": settings.get("wc")},
                     ),
                 )
                 if live and stage in self._live_stages:
@@ -397,8 +398,7 @@ class MlflowRuns:
         self.client.set_terminated(run_id, status=status)
 
     def _close_unlinked(self, study: str, numbers: set[str]) -> None:
-        """Close as ``KILLED`` the running trial runs of ``study`` numbered in ``numbers``:
-        found by their tags, as no trial records them."""
+        """Close as ``KILLED`` the running runs of ``study``'s trials in ``numbers`` (by tags)."""
         for run in self._trial_runs(study):
             if run.info.status == "RUNNING" and run.data.tags.get("trial_number") in numbers:
                 self._close_if_running(run.info.run_id, "KILLED")

@@ -114,7 +114,7 @@ class MlflowTracker(MlflowRuns, SearchObserver):
         self.sync(live=True)  # what an earlier run of the search could not write
 
     def stage_started(self, event: StageStarted) -> None:
-        self._live_stages.add(event.spec.name)
+        self._live_stages[event.spec.name] = dict(event.params)
         self._guard(self._stage_started, event)
 
     def _stage_started(self, event: StageStarted) -> None:
@@ -178,7 +178,7 @@ class MlflowTracker(MlflowRuns, SearchObserver):
             self._close_unlinked(event.study.study_name, unlinked)
 
     def stage_finished(self, event: StageFinished) -> None:
-        self._live_stages.discard(event.spec.name)
+        self._live_stages.pop(event.spec.name, None)
         self._guard(self._stage_finished, event)
 
     def _stage_finished(self, event: StageFinished) -> None:

@@ -22,12 +22,21 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import optuna
 import pytest
 from conftest import TINY
 from distributed.checks import check_mlflow, check_search
+from mlflow.tracking import MlflowClient
 
+from dnc.search import StageSpec
+from dnc.search.events import SearchObserver, StageFinished, TrialStarted
 from dnc.search.storage import open_storage
+from dnc.tracking import mlflow_tracker
 from dnc.tracking.mlflow_runs import MlflowRuns
+from dnc.tracking.mlflow_tracker import MlflowTracker
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "search"))
+from searches import make_search  # noqa: E402 - the search tests' small searches
 
 SEARCH = "digits-mlp"
 FAST_HTTP_RETRIES = {
@@ -87,7 +96,11 @@ class MlflowServer:
         if self.running:
             assert self.proc is not None
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:  # it waits on a request of a held search
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=60)
 
     @property
     def running(self) -> bool:
@@ -222,3 +235,47 @@ def test_runs_missed_to_the_end_are_written_by_dnc_sync(tmp_path, mlflow_up):
     )
     assert again == (0, 0)
     check_mlflow(server.uri, experiment, SEARCH, by_stage)
+
+
+class _OutageAtStageStart(SearchObserver):
+    """Stops the server as the core stage ends and starts it again as the arch stage's first
+    trial starts: MLflow comes back in a stage that began while it was away (put before the
+    tracker, so each happens before the tracker hears of the event)."""
+
+    def __init__(self, server: MlflowServer) -> None:
+        self.server = server
+
+    def stage_finished(self, event: StageFinished) -> None:
+        if event.spec.name == "core":
+            self.server.stop()
+
+    def trial_started(self, event: TrialStarted) -> None:
+        if event.stage == "arch" and not self.server.running:
+            self.server.start()
+
+
+def test_a_stage_that_began_during_the_outage_nests_its_trials(tmp_path, mlflow_up, monkeypatch):
+    """The arch stage starts while MLflow is away, so its run is not made then; MLflow is back
+    before any of its trials ends. Its trials' runs are nested under its run all the same."""
+    for key, value in FAST_HTTP_RETRIES.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(mlflow_tracker, "OUTAGE_RETRY_S", (0.0,))  # probe at every event
+    experiment = f"outage-{uuid.uuid4().hex[:8]}"
+    tracker = MlflowTracker(mlflow_up.uri, experiment)
+    stages = (StageSpec("core", groups=("core",), trials=2), StageSpec("arch", kind="grid"))
+    make_search(tmp_path, stages=stages, observers=[_OutageAtStageStart(mlflow_up), tracker]).run()
+    client = MlflowClient(tracking_uri=mlflow_up.uri)
+    runs = client.search_runs(
+        [client.get_experiment_by_name(experiment).experiment_id], max_results=500
+    )
+    stage_runs = {
+        r.data.tags["stage"]: r.info.run_id for r in runs if r.data.tags["dnc.kind"] == "stage"
+    }
+    arch = optuna.load_study(study_name="s/arch", storage=f"sqlite:///{tmp_path}/s.db")
+    trial_runs = [r for r in runs if r.data.tags["dnc.kind"] == "trial"]
+    assert set(stage_runs) == {"core", "arch"}
+    assert sum(r.data.tags["stage"] == "arch" for r in trial_runs) == len(arch.trials) > 0
+    for run in trial_runs:
+        assert run.data.tags["mlflow.parentRunId"] == stage_runs[run.data.tags["stage"]], (
+            run.info.run_name
+        )
