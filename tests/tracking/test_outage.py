@@ -279,3 +279,7 @@ def test_a_stage_that_began_during_the_outage_nests_its_trials(tmp_path, mlflow_
         assert run.data.tags["mlflow.parentRunId"] == stage_runs[run.data.tags["stage"]], (
             run.info.run_name
         )
+    # the arch run, made when MLflow came back, says what the stage did, as a live one does
+    (arch_run,) = [r for r in runs if r.info.run_id == stage_runs["arch"]]
+    assert (arch_run.data.params["kind"], arch_run.data.params["wc"]) == ("grid", "0.1")
+    assert arch_run.data.params["substages"].startswith('["activation"')
