@@ -204,6 +204,13 @@ class StorageProxy(BaseStorage, BaseHeartbeat):
     def engine(self) -> Any:
         return self.rdb.engine
 
+    def close(self) -> None:
+        """Close the connections the RDB storage pools. SQLAlchemy keeps a pool per storage
+        until the garbage collector frees it, which can take long enough for a process that
+        opens many (a Hydra multirun's searches) to use up a PostgreSQL server's connections.
+        The storage stays usable: a later call connects again."""
+        self.rdb.engine.dispose()
+
     def call(self, op: Callable[[], T]) -> T:
         """Run ``op``, one call of the backend (here: as it is)."""
         return op()

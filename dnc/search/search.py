@@ -128,7 +128,10 @@ class Search:
             interrupted = True
             raise
         finally:
-            result = self._finish(finished, test_acc, interrupted)
+            try:
+                result = self._finish(finished, test_acc, interrupted)
+            finally:  # a process that runs many searches (a multirun) holds no pool per search
+                self.storage.close()
         return result
 
     def _run_stage(self, stage: Stage, data: TensorData) -> None:

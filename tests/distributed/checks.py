@@ -64,12 +64,14 @@ def check_search(url: str, search: str, *, stages: tuple[str, ...] = ("core", "a
     - nothing is left running or queued.
     """
     storage = open_storage(url)
-    names = search_studies(storage, search)
+    try:
+        names = search_studies(storage, search)
+        by_stage = {n.rsplit("/", 1)[1]: load(storage, n).get_trials(deepcopy=False) for n in names}
+    finally:
+        storage.engine.dispose()  # not left to the garbage collector (see _running_of)
     assert [n.rsplit("/", 1)[1] for n in names] == list(stages)
-    by_stage = {}
     for name in names:
-        trials = load(storage, name).get_trials(deepcopy=False)
-        by_stage[name.rsplit("/", 1)[1]] = trials
+        trials = by_stage[name.rsplit("/", 1)[1]]
         assert not [t.number for t in trials if t.state in (TrialState.RUNNING,)], name
         assert not [t.number for t in trials if t.state == TrialState.WAITING], name
     for stage in ("core", "train"):
