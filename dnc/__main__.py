@@ -134,8 +134,9 @@ def _run_dir(cfg: DictConfig) -> tuple[str | None, str, str | None]:
     given = OmegaConf.to_container(hc.overrides.task, resolve=False)  # ${oc.env:...} as typed
     assert isinstance(given, list)
     overrides = [  # a password in a URL is not printed: the user types it again
-        shlex.quote(f"{key}={mask_url(value)}" if "://" in value else f"{key}={value}")
-        for key, _, value in (str(o).partition("=") for o in given)
+        shlex.quote(f"{key}={mask_url(value)}" if "://" in value else str(o))
+        for o in given
+        for key, _, value in [str(o).partition("=")]  # a deletion (~key) has no "="
         if key != "hydra.run.dir"
     ]
     if hc.mode == RunMode.MULTIRUN and not any(o.startswith("storage.url=") for o in overrides):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,21 @@ def test_a_reference_network_that_cannot_be_built_is_one_line(tmp_path):
         "the reference network of search space 'failing' failed while "
         "calibrating cost 't_epoch': TypeError: unsupported operand",
     )
+
+
+def test_the_printed_resume_command_runs_with_a_deleted_key(tmp_path):
+    """An override that deletes a key (``~key``, Hydra's) is printed back as typed in the
+    resume command, which then runs: it resumes the finished search, stage by stage."""
+    first = run_dnc(
+        tmp_path, *TINY, "tracking.uri=null", "~search_space.default_hidden_nodes", check=True
+    )
+    hint = next(
+        line.split("to resume if stopped: ", 1)[1]
+        for line in first.stdout.splitlines()
+        if "to resume if stopped: " in line
+    )
+    command = shlex.split(hint)
+    assert command[:3] == ["python", "-m", "dnc"], command
+    assert "~search_space.default_hidden_nodes" in command
+    again = run_dnc(tmp_path, *command[3:], check=True)
+    assert again.stdout.count("finished earlier: skipped") == 3, again.stdout
