@@ -115,6 +115,22 @@ def test_a_cost_left_uncalibrated_is_a_user_error_naming_it():
         calibrate_cost(Forgetful(), {"width": 32.0})
 
 
+def test_a_cost_that_reads_a_figure_nobody_recorded_is_told_which_there_are():
+    class Misspelt(Plain):
+        name = "misspelt"
+
+        def complexity(self, figures: Mapping[str, float]) -> float:
+            return figures["num_params"] / 1000
+
+    with pytest.raises(UserError) as err:
+        calibrate_cost(Misspelt(), {"numparams": 10.0, "macs": 4.0})
+    assert str(err.value).startswith("cost 'misspelt' (test_plugins.")
+    assert str(err.value).endswith(
+        "Misspelt): complexity() of the reference network raised KeyError: 'num_params'; it "
+        "gets the figures macs, numparams"
+    )  # no calibrate(), so no word of one or of a normaliser
+
+
 def test_a_cost_whose_reference_complexity_is_not_finite_is_a_user_error():
     class Nan(Plain):
         name = "nan"
@@ -122,7 +138,7 @@ def test_a_cost_whose_reference_complexity_is_not_finite_is_a_user_error():
         def complexity(self, figures: Mapping[str, float]) -> float:
             return math.nan
 
-    with pytest.raises(UserError, match="cost 'nan'.* is nan .*finite number >= 0"):
+    with pytest.raises(UserError, match="cost 'nan'.* is nan; it must be a finite number >= 0"):
         calibrate_cost(Nan(), {"numparams": 10.0})
 
 

@@ -119,22 +119,30 @@ def parse_normaliser(value: float | str | None, key: str) -> float | None:
 def calibrate_cost(cost: CostEvaluator, reference: Mapping[str, float]) -> float:
     """Calibrate ``cost`` on the reference network's ``figures`` if it needs it, and return
     its ``fc`` there; ``UserError`` naming the cost when that is not a finite number >= 0."""
-    if cost.needs_calibration:
+    calibrated = cost.needs_calibration
+    if calibrated:
         cost.calibrate(reference)
     what = f"cost {cost.name!r} ({type(cost).__module__}.{type(cost).__qualname__})"
+    after = " after calibrate()" if calibrated else ""
     try:
         fc = float(cost.complexity(reference))
     except UserError:
         raise
     except Exception as err:
+        if isinstance(err, KeyError):
+            fix = f"it gets the figures {', '.join(sorted(reference))}"
+        elif isinstance(err, (TypeError, ZeroDivisionError)):
+            fix = "an auto normaliser must be set to a positive number in calibrate()"
+        else:
+            fix = "fix complexity()"
         raise UserError(
-            f"{what}: complexity() of the reference network failed after calibrate() "
-            f"({type(err).__name__}: {err}); an auto normaliser must be set in calibrate()"
+            f"{what}: complexity() of the reference network raised{after} "
+            f"{type(err).__name__}: {err}; {fix}"
         ) from err
     if not (math.isfinite(fc) and fc >= 0):
         raise UserError(
-            f"{what}: complexity() of the reference network is {fc} after calibrate(); it "
-            "must be a finite number >= 0"
+            f"{what}: complexity() of the reference network is {fc}{after}; it must be a "
+            "finite number >= 0"
         )
     return fc
 

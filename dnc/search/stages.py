@@ -224,9 +224,15 @@ class _BOSteps:
         trial of the stage is training it (workers that sampled at the same moment) or, up to
         ``MAX_REPEATS`` times in a row, has tried it, or when the stage's budget is full
         without ``trial`` (its ``duplicate_of`` names the trial holding the last slot)."""
-        candidate = self.context.space.sample(
-            TrialSuggest(trial, self.stage.spec.groups, self.base)
-        )
+        space = self.context.space
+        candidate = space.sample(TrialSuggest(trial, self.stage.spec.groups, self.base))
+        missing = [name for name in trial.params if name not in candidate]
+        if missing:  # a nested candidate: a later stage would hold its values at their defaults
+            raise UserError(
+                f"search space {space.name or type(space).__name__!r}: sample() suggested "
+                f"{missing[0]!r} but its candidate has no key {missing[0]!r}; a candidate must be "
+                "a flat mapping holding every suggested name as a key (derive the rest in build)"
+            )
         key = candidate_key(candidate)
         me = optuna_compat.trial_id(trial)
         with self.context.lock():  # the check and the claim, atomic across workers

@@ -270,3 +270,29 @@ def test_stages_say_what_they_run():
         "drop: grid over dropout (every variant); "
         "train: tpe bo over train, 5 trials"
     )
+
+
+class _NestedWidths(MLPSpace):
+    """A space whose candidate nests its suggested widths in a list: a later stage, holding
+    the core group at the best candidate's values, would find no ``hidden_*`` there and train
+    every candidate at the default widths."""
+
+    name = "nested"
+
+    def sample(self, suggest):
+        candidate = dict(super().sample(suggest))
+        widths = [candidate.pop(k) for k in sorted(k for k in candidate if k.startswith("hidden_"))]
+        return {**candidate, "widths": widths}
+
+    def build(self, candidate, data):
+        flat = {k: v for k, v in candidate.items() if k != "widths"}
+        flat.update((f"hidden_{i}", w) for i, w in enumerate(candidate["widths"]))
+        return super().build(flat, data)
+
+
+def test_a_candidate_that_nests_its_suggested_values_is_a_user_error(tmp_path):
+    search = make_search(tmp_path, space=_NestedWidths())
+    with pytest.raises(UserError, match=r"'nested': sample\(\) suggested 'hidden_.*flat mapping"):
+        search.run()
+    # it stopped at the first candidate with a width: none was trained at the default widths
+    assert all(t.params["num_hidden_layers"] == 0 for t in trials(tmp_path, "s/core"))
