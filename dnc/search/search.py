@@ -107,14 +107,9 @@ class Search:
         self.cost = calibrated(
             self.cost, first, space=self.space, data=data, trainer=self.trainer, seed=self.seed
         )
+        url, notes = mask_url(self.storage_settings.url), self._notes(data)
         self.observer.search_started(
-            SearchStarted(
-                self.settings.name,
-                mask_url(self.storage_settings.url),
-                self._notes(data),
-                self._params(),
-                first,
-            )
+            SearchStarted(self.settings.name, url, notes, self._params(), first)
         )
         test_acc: dict[str, float] = {}
         finished = interrupted = False
