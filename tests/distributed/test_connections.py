@@ -5,14 +5,15 @@ not pile up a connection pool per search until the server refuses new connection
 from __future__ import annotations
 
 import gc
+import sys
+from pathlib import Path
 
-from dnc_mlp.space import MLPSpace
-
-from dnc.search import BOSettings, Search, SearchSettings, StageSpec
+from dnc.search import BOSettings, StageSpec
 from dnc.search.cost import NumParams
 from dnc.search.storage import search_studies
-from dnc.train.datasets import Digits
-from dnc.train.settings import TrainerSettings
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "search"))
+from searches import make_search  # noqa: E402 - the search tests' small searches
 
 
 def _others(url: str) -> int:
@@ -33,21 +34,15 @@ def test_searches_run_one_after_another_hold_no_connections(tmp_path, postgres_u
     gc.disable()  # the search must close its pool, not the garbage collector
     try:
         for name in ("a", "b"):
-            search = Search(
-                SearchSettings(
-                    name=name,
-                    stages=(StageSpec("core", groups=("core",)),),
-                    bo=BOSettings(prior_states=2, steps=0),
-                    sampler="random",
-                    final_test=False,
-                ),
-                space=MLPSpace(),
-                dataset=Digits(),
+            search = make_search(
+                tmp_path / name,
+                stages=(StageSpec("core", groups=("core",)),),
+                name=name,
                 cost=NumParams(),
-                trainer=TrainerSettings(epochs=1),
-                storage=postgres_url,
+                epochs=1,
                 seed=0,
-                output_dir=tmp_path / name,
+                storage=postgres_url,
+                bo=BOSettings(prior_states=2, steps=0),
             )
             result = search.run()
             searches.append(search)  # alive, as a multirun's job may keep it

@@ -35,10 +35,11 @@ def make_search(
     epochs: int = 2,
     trainer: TrainerSettings | None = None,
     seed: int = 7,
+    storage: str | None = None,
     **settings: Any,
 ) -> Search:
-    """A search of ``stages`` on digits with the random sampler, stored in ``tmp_path/s.db``;
-    trained for ``epochs`` (or as ``trainer`` says)."""
+    """A search of ``stages`` on digits with the random sampler, stored in ``tmp_path/s.db``
+    (or ``storage``); trained for ``epochs`` (or as ``trainer`` says)."""
     settings.setdefault("bo", BOSettings(prior_states=3, steps=1))
     settings.setdefault("sampler", "random")
     return Search(
@@ -47,7 +48,7 @@ def make_search(
         dataset=Digits(),
         cost=cost or TEpoch(),
         trainer=trainer or TrainerSettings(epochs=epochs),
-        storage=f"sqlite:///{tmp_path}/s.db",
+        storage=storage or f"sqlite:///{tmp_path}/s.db",
         seed=seed,
         observers=observers,
         output_dir=tmp_path / "run",
